@@ -1,0 +1,135 @@
+//! `stowage backup stdin|files`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use tokio::runtime::Handle;
+
+use stowage::backup::{run_backup, BackupResult, SnapshotMeta};
+use stowage::source::{FilesSource, Source, StdinSource};
+
+use super::render::{self, print_json, ProgressDisplay};
+use super::{codes, Incomplete, Resolved};
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// A tag to find the snapshot by (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Record this host name instead of the machine's.
+    #[arg(long)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up standard input as one file called NAME.
+    Stdin {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Back up files and directory trees.
+    Files {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Snapshot name (default: the first path).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow::Result<()> {
+    let repo = runtime.block_on(settings.open())?;
+    let (mut source, name, common): (Box<dyn Source>, String, Common) = match cmd {
+        BackupCommand::Stdin { name, common } => {
+            anyhow::ensure!(!name.is_empty() && !name.contains('/'), "--name must be a plain file name, not {name:?}");
+            // Read fd 0 directly into the pipeline's buffers (no BufReader copy).
+            let stdin = std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?);
+            (Box::new(StdinSource::new(stdin, name.clone())), name, common)
+        }
+        BackupCommand::Files { paths, name, common } => {
+            let name = name.unwrap_or_else(|| paths[0].display().to_string());
+            (Box::new(FilesSource::new(paths)), name, common)
+        }
+    };
+    let meta = SnapshotMeta {
+        name,
+        tags: common.tags,
+        host: common.host.or_else(|| settings.host.clone()),
+        source: serde_json::Map::new(),
+    };
+    let started = Instant::now();
+    let mut display = None;
+    let result = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                run_backup(
+                    &repo,
+                    runtime,
+                    source.as_mut(),
+                    meta,
+                    settings.pipeline_settings(&repo),
+                    |progress| display = Some(ProgressDisplay::start(progress, settings.interactive)),
+                )
+            })
+            .join()
+    });
+    drop(display);
+    let result = match result {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("backup thread panicked"),
+    };
+    report(settings, &result, started.elapsed())?;
+    if !result.warnings.is_empty() {
+        return Err(Incomplete {
+            message: format!(
+                "snapshot {} saved, but {} entr{} could not be read (listed above)",
+                result.id.short(),
+                result.warnings.len(),
+                if result.warnings.len() == 1 { "y" } else { "ies" }
+            ),
+            code: codes::INCOMPLETE,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn report(settings: &Resolved, result: &BackupResult, elapsed: std::time::Duration) -> anyhow::Result<()> {
+    let s = &result.snapshot.stats;
+    if settings.json {
+        return print_json(&serde_json::json!({
+            "snapshot": result.id,
+            "kind": result.snapshot.kind,
+            "name": result.snapshot.name,
+            "files": s.files,
+            "dirs": s.dirs,
+            "bytes_read": s.bytes_read,
+            "bytes_new": s.bytes_new,
+            "bytes_stored": s.bytes_stored,
+            "blobs": s.blobs,
+            "blobs_new": s.blobs_new,
+            "dedup_ratio": s.dedup_ratio(),
+            "duration_secs": elapsed.as_secs_f64(),
+            "warnings": result.warnings,
+        }));
+    }
+    if !settings.quiet {
+        println!(
+            "snapshot {} saved: {} read, {} new, {} stored ({:.1}× smaller) in {:.1} s ({})",
+            result.id.short(),
+            render::bytes(s.bytes_read),
+            render::bytes(s.bytes_new),
+            render::bytes(s.bytes_stored),
+            s.dedup_ratio(),
+            elapsed.as_secs_f64(),
+            render::rate(s.bytes_read, elapsed)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Command-line front end: clap types, settings resolution, human and `--json` output.
+//!
+//! Each subcommand resolves its flags into settings, calls one library function and
+//! renders the result. No pipeline logic lives here.
+
+mod backup;
+mod init;
+mod key;
+mod quickstart;
+mod render;
+mod restore;
+mod settings;
+mod snapshots;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use stowage::repo::RepoError;
+
+pub use settings::Resolved;
+
+/// Back up PostgreSQL, SQLite, Vault and files: chunked, deduplicated, compressed,
+/// encrypted, verified.
+#[derive(Debug, Parser)]
+#[command(name = "stowage", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Repository location: a directory (env STOWAGE_REPO).
+    #[arg(long, short = 'r', global = true, env = "STOWAGE_REPO")]
+    pub repo: Option<String>,
+    /// Settings file (TOML); default /etc/stowage/stowage.toml when it exists.
+    #[arg(long, global = true, env = "STOWAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars and no summaries, errors only.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// More logging (-v info, -vv debug).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// zstd level for new data (1–22; default: the repository's, normally 3).
+    #[arg(long, global = true)]
+    pub compression_level: Option<i32>,
+    /// Cap on bytes buffered by the backup pipeline, in MiB (default 128).
+    #[arg(long, global = true)]
+    pub in_flight_mib: Option<usize>,
+    /// Compression and encryption threads (default: one per core).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a repository.
+    Init(init::InitArgs),
+    /// Manage the passphrases that open the repository.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// Back up a source.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// List snapshots.
+    Snapshots(snapshots::SnapshotsArgs),
+    /// Restore a snapshot into a directory.
+    Restore(restore::RestoreArgs),
+    /// Stream one stored file to stdout (e.g. `| pg_restore`).
+    Cat(restore::CatArgs),
+    /// Check the repository; with --read-data, every byte.
+    Verify(verify::VerifyArgs),
+    /// Back up, verify and restore sample data in a local repository, and show what happened.
+    Quickstart(quickstart::QuickstartArgs),
+}
+
+/// Sets up `tracing` on stderr; `RUST_LOG` overrides the verbosity flags.
+pub fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("stowage={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// A command finished but did not fully succeed; carries the exit code to use.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Incomplete {
+    pub message: String,
+    pub code: u8,
+}
+
+/// Exit codes. 1–2 follow convention; the rest follow restic so scripts carry over.
+pub mod codes {
+    /// Anything failed.
+    pub const FAILURE: u8 = 1;
+    /// A backup was saved but some entries could not be read (snapshot is incomplete).
+    pub const INCOMPLETE: u8 = 3;
+    /// No repository at the location.
+    pub const NO_REPOSITORY: u8 = 10;
+    /// The passphrase opens no key.
+    pub const WRONG_PASSPHRASE: u8 = 12;
+}
+
+/// Maps an error to the process exit code (see [`codes`]).
+pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        if let Some(incomplete) = cause.downcast_ref::<Incomplete>() {
+            return ExitCode::from(incomplete.code);
+        }
+        if let Some(repo) = cause.downcast_ref::<RepoError>() {
+            match repo {
+                RepoError::WrongPassphrase { .. } => return ExitCode::from(codes::WRONG_PASSPHRASE),
+                RepoError::NotARepository { .. } => return ExitCode::from(codes::NO_REPOSITORY),
+                _ => {}
+            }
+        }
+    }
+    ExitCode::from(codes::FAILURE)
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+/// Whatever the command reports; `main` prints it once with its causes.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let resolved = settings::resolve(&cli)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("stowage-io")
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let result = match cli.command {
+        Command::Init(args) => runtime.block_on(init::run(&resolved, args)),
+        Command::Key(cmd) => runtime.block_on(key::run(&resolved, cmd)),
+        Command::Backup(cmd) => backup::run(&resolved, &handle, cmd),
+        Command::Snapshots(args) => runtime.block_on(snapshots::run(&resolved, args)),
+        Command::Restore(args) => runtime.block_on(restore::run_restore(&resolved, args)),
+        Command::Cat(args) => runtime.block_on(restore::run_cat(&resolved, args)),
+        Command::Verify(args) => runtime.block_on(verify::run(&resolved, args)),
+        Command::Quickstart(args) => quickstart::run(&resolved, &handle, args),
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result.map(|()| ExitCode::SUCCESS)
+}

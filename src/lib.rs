@@ -1,0 +1,28 @@
+//! stowage: a backup pipeline for the data disaster-recovery runbooks exist to save.
+//!
+//! ```text
+//! source ──► split ──► hash ──► dedup ──► compress ──► encrypt ──► pack ──► upload ──► index ──► snapshot
+//! source/    pipeline/ (one thread per source, then a sealing pool, a packer, tokio uploads)   repo/ → store/
+//! ```
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`store`] | the `ObjectStore` trait and its backends (local directory) |
+//! | [`repo`] | the repository format: ids, keys, blobs, packs, indexes, trees, snapshots |
+//! | [`pipeline`] | the bounded, one-way backup pipeline |
+//! | [`source`] | where bytes come from: stdin, file trees |
+//! | [`backup`] | one backup run end to end, snapshot last |
+//! | [`restore`] | snapshots back to files or streams, refusing path escapes |
+//! | [`verify`] | structural and full-data checks that name the culprit |
+//!
+//! Dependencies point one way: `source, pipeline → repo → store`. `formats/REPOSITORY.md`
+//! is the normative description of every stored byte.
+
+pub mod backup;
+pub mod host;
+pub mod pipeline;
+pub mod repo;
+pub mod restore;
+pub mod source;
+pub mod store;
+pub mod verify;

@@ -1,0 +1,243 @@
+//! A backup run: the handle a source pushes streams and trees into.
+//!
+//! ```text
+//! source thread ─ChunkReader─► hash ─► dedup ─┬─► [chunk queue] ─► sealers ×N ─► [sealed queue]
+//!  (this type)                                └─ duplicate: dropped here          │
+//!                                                                   packer ◄──────┘
+//!                                                                     │ [pack queue]
+//!                                                      uploader (tokio) ─► packs, then index
+//! ```
+//! The source thread reads, cuts, hashes and decides dedup itself: those steps are cheap
+//! next to compression and keep each file's blob list in order without a reorder stage.
+//! Dedup owns the set of ids seen this run; the index of earlier runs is read-only.
+//! [`BackupSession::finish`] closes the queues in order and returns only when every pack
+//! and the index naming them are durable; the caller writes the snapshot after that.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use crate::repo::blob::{BlobKind, MAX_BLOB_LEN};
+use crate::repo::crypto::Keys;
+use crate::repo::id::BlobId;
+use crate::repo::master_index::MasterIndex;
+use crate::repo::snapshot::SnapshotStats;
+use crate::repo::{RepoError, Repository};
+
+use super::budget::Budget;
+use super::pack::run_packer;
+use super::read::ChunkReader;
+use super::seal::{spawn_sealers, NewBlob};
+use super::split::{FastCdc, Splitter};
+use super::upload::{run_uploader, UploadOutcome};
+use super::{PipelineError, Settings};
+
+/// Live counters for progress display (read from another thread).
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes_read: AtomicU64,
+    pub bytes_stored: Arc<AtomicU64>,
+}
+
+/// One stream's content as stored: its blobs in order and its length.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamContent {
+    pub blobs: Vec<BlobId>,
+    pub size: u64,
+}
+
+pub struct BackupSession {
+    keys: Keys,
+    index: Arc<MasterIndex>,
+    seen: HashSet<BlobId>,
+    budget: Budget,
+    settings: Settings,
+    chunker: crate::repo::config::ChunkerParams,
+    runtime: Handle,
+    chunk_tx: Option<Sender<NewBlob>>,
+    sealers: Vec<std::thread::JoinHandle<()>>,
+    packer: Option<std::thread::JoinHandle<()>>,
+    uploader: Option<tokio::task::JoinHandle<Result<UploadOutcome, RepoError>>>,
+    stats: SnapshotStats,
+    progress: Arc<Progress>,
+}
+
+impl BackupSession {
+    /// Starts the stages. `index` is what the repository held when the run began.
+    ///
+    /// # Errors
+    /// When the sealer threads cannot start (bad compression level, no threads).
+    pub fn start(
+        repo: &Repository,
+        index: Arc<MasterIndex>,
+        settings: Settings,
+        runtime: Handle,
+    ) -> Result<Self, PipelineError> {
+        let config = repo.config();
+        let workers = settings.workers.max(1);
+        let pack_target = config.pack_target_bytes as usize;
+        let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(workers * 2);
+        let (sealed_tx, sealed_rx) = crossbeam_channel::bounded(workers * 2);
+        let (pack_tx, pack_rx) = mpsc::channel(1);
+        let sealers = spawn_sealers(workers, repo.keys(), settings.compression_level, chunk_rx, sealed_tx)
+            .map_err(PipelineError::Start)?;
+        let keys = repo.keys().clone();
+        let packer = std::thread::Builder::new()
+            .name("stowage-pack".into())
+            .spawn(move || run_packer(keys, pack_target, sealed_rx, pack_tx))
+            .map_err(PipelineError::Start)?;
+        let progress = Arc::new(Progress::default());
+        let uploader = runtime.spawn(run_uploader(
+            repo.clone(),
+            pack_rx,
+            settings.uploads,
+            progress.bytes_stored.clone(),
+        ));
+        // Packs in memory (one filling, one queued, `uploads` in flight) come out of the
+        // in-flight cap first; read buffers get the rest.
+        let pack_bytes = pack_target * (2 + settings.uploads);
+        let read_budget = settings
+            .in_flight_bytes
+            .saturating_sub(pack_bytes)
+            .max(2 * config.chunker.max_bytes as usize);
+        Ok(BackupSession {
+            keys: repo.keys().clone(),
+            index,
+            seen: HashSet::new(),
+            budget: Budget::new(read_budget),
+            chunker: config.chunker,
+            settings,
+            runtime,
+            chunk_tx: Some(chunk_tx),
+            sealers,
+            packer: Some(packer),
+            uploader: Some(uploader),
+            stats: SnapshotStats::default(),
+            progress,
+        })
+    }
+
+    /// The repository's content-defined splitter (its parameters and secret seed).
+    pub fn content_splitter(&self) -> FastCdc {
+        FastCdc::new(&self.chunker, self.keys.chunker_seed())
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
+    }
+
+    /// Reads `reader` to its end, cut by `splitter`, and stores every new chunk.
+    /// `what` names the source in errors (a path, `stdin`).
+    ///
+    /// # Errors
+    /// [`PipelineError::Read`] naming `what`, or the failure of a later stage.
+    pub fn add_stream<R: Read>(
+        &mut self,
+        reader: R,
+        splitter: &mut dyn Splitter,
+        size_hint: Option<u64>,
+        what: &str,
+    ) -> Result<StreamContent, PipelineError> {
+        let budget = self.budget.clone();
+        let mut chunks = ChunkReader::new(reader, splitter, &budget, self.settings.buffer_bytes, size_hint);
+        let mut content = StreamContent::default();
+        let mut reported = 0;
+        loop {
+            let chunk = match chunks.next_chunk() {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(source) => {
+                    return Err(PipelineError::Read {
+                        what: what.to_string(),
+                        source,
+                    })
+                }
+            };
+            content.size += chunk.len() as u64;
+            let read = chunks.bytes_read();
+            self.progress.bytes_read.fetch_add(read - reported, Ordering::Relaxed);
+            reported = read;
+            content.blobs.push(self.store_blob(BlobKind::Data, chunk)?);
+        }
+        self.stats.bytes_read += content.size;
+        Ok(content)
+    }
+
+    /// Stores one blob whole (a tree, or a small object) and returns its id.
+    ///
+    /// # Errors
+    /// [`PipelineError::TooLarge`], or the failure of a later stage.
+    pub fn add_blob(&mut self, kind: BlobKind, data: Bytes) -> Result<BlobId, PipelineError> {
+        if data.len() > MAX_BLOB_LEN {
+            return Err(PipelineError::TooLarge { len: data.len() });
+        }
+        self.store_blob(kind, data)
+    }
+
+    fn store_blob(&mut self, kind: BlobKind, data: Bytes) -> Result<BlobId, PipelineError> {
+        let id = self.keys.blob_id(&data);
+        self.stats.blobs += 1;
+        if self.index.contains(&id) || !self.seen.insert(id) {
+            return Ok(id);
+        }
+        self.stats.blobs_new += 1;
+        self.stats.bytes_new += data.len() as u64;
+        let sent = match &self.chunk_tx {
+            Some(tx) => tx.send(NewBlob { kind, id, data }).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(id)
+        } else {
+            Err(self.shut_down().err().unwrap_or(PipelineError::Stopped))
+        }
+    }
+
+    /// Closes the queues in order and waits for every stage.
+    fn shut_down(&mut self) -> Result<UploadOutcome, PipelineError> {
+        self.chunk_tx = None;
+        let mut panicked = false;
+        for sealer in self.sealers.drain(..) {
+            panicked |= sealer.join().is_err();
+        }
+        if let Some(packer) = self.packer.take() {
+            panicked |= packer.join().is_err();
+        }
+        let uploaded = match self.uploader.take() {
+            Some(task) => match self.runtime.block_on(task) {
+                Ok(result) => result.map_err(PipelineError::Repo),
+                Err(e) => Err(PipelineError::Stage(format!("uploader: {e}"))),
+            },
+            None => Err(PipelineError::Stopped),
+        };
+        let outcome = uploaded?;
+        if panicked {
+            return Err(PipelineError::Stage("a sealing or packing thread panicked".into()));
+        }
+        Ok(outcome)
+    }
+
+    /// Waits until everything this run stored is durable and indexed.
+    ///
+    /// # Errors
+    /// The first failure of any stage.
+    pub fn finish(mut self) -> Result<SnapshotStats, PipelineError> {
+        let outcome = self.shut_down()?;
+        let mut stats = std::mem::take(&mut self.stats);
+        stats.bytes_stored = outcome.bytes_stored;
+        Ok(stats)
+    }
+}
+
+impl Drop for BackupSession {
+    fn drop(&mut self) {
+        // An abandoned run: stop feeding the stages and let them wind down on their own.
+        self.chunk_tx = None;
+    }
+}

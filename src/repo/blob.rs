@@ -1,0 +1,188 @@
+//! Sealing one blob: compress, then encrypt, in one output buffer.
+//!
+//! ```text
+//! SealedBlob = Nonce || AEAD( Envelope ) || Tag        AAD = "stowage blob" || Kind || BlobId
+//! Envelope   = Compression (1 byte: 0 none, 1 zstd) || Payload
+//! ```
+//! The AAD binds the ciphertext to its id and kind, so a blob copied to another slot (or a
+//! tree passed off as data) fails authentication instead of restoring wrong bytes.
+//! Compression falls back to `none` when zstd does not make the blob smaller, which keeps
+//! random input from growing and lets restore skip the decompressor.
+
+use super::crypto::{AuthError, Keys};
+use super::id::BlobId;
+
+/// What a blob holds. The byte values are part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u8)]
+pub enum BlobKind {
+    /// File or stream content.
+    Data = 0,
+    /// A directory listing (JSON, see [`super::tree`]).
+    Tree = 1,
+}
+
+impl BlobKind {
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// Envelope compression tags. Part of the format.
+pub const COMPRESSION_NONE: u8 = 0;
+pub const COMPRESSION_ZSTD: u8 = 1;
+
+/// Largest blob plaintext the format allows (pack offsets are 32-bit).
+pub const MAX_BLOB_LEN: usize = 1 << 30;
+
+const AAD_PREFIX: &[u8] = b"stowage blob";
+
+fn aad(kind: BlobKind, id: &BlobId) -> [u8; 45] {
+    let mut aad = [0u8; 45];
+    aad[..12].copy_from_slice(AAD_PREFIX);
+    aad[12] = kind as u8;
+    aad[13..].copy_from_slice(id.as_bytes());
+    aad
+}
+
+/// Why a stored blob could not be turned back into its plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {id}: {source}")]
+    Auth {
+        id: BlobId,
+        #[source]
+        source: AuthError,
+    },
+    #[error("blob {id}: unknown compression tag {tag}")]
+    UnknownCompression { id: BlobId, tag: u8 },
+    #[error("blob {id}: decompression failed")]
+    Decompress {
+        id: BlobId,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob {id}: plaintext is {found} bytes, the index says {expected}")]
+    Length {
+        id: BlobId,
+        expected: usize,
+        found: usize,
+    },
+    #[error("blob {id}: content hashes to {found}, not to its id")]
+    HashMismatch { id: BlobId, found: BlobId },
+}
+
+/// Compresses and encrypts blobs; one per worker thread (it owns a zstd context).
+pub struct Sealer {
+    keys: Keys,
+    compressor: zstd::bulk::Compressor<'static>,
+}
+
+impl Sealer {
+    /// # Errors
+    /// When zstd rejects the level or cannot allocate a context.
+    pub fn new(keys: Keys, level: i32) -> std::io::Result<Self> {
+        Ok(Sealer {
+            keys,
+            compressor: zstd::bulk::Compressor::new(level)?,
+        })
+    }
+
+    /// Seals `plaintext` as blob `id`. The result is `SealedBlob` above.
+    pub fn seal(&mut self, kind: BlobKind, id: &BlobId, plaintext: &[u8]) -> Vec<u8> {
+        let cipher = self.keys.cipher();
+        let nonce_len = cipher.kind().nonce_len();
+        let header = nonce_len + 1;
+        let bound = zstd::zstd_safe::compress_bound(plaintext.len());
+        let mut buf = vec![0u8; header + bound];
+        let compressed = self
+            .compressor
+            .compress_to_buffer(plaintext, &mut buf[header..]);
+        match compressed {
+            Ok(n) if n < plaintext.len() => {
+                buf.truncate(header + n);
+                buf[nonce_len] = COMPRESSION_ZSTD;
+            }
+            _ => {
+                buf.truncate(header);
+                buf[nonce_len] = COMPRESSION_NONE;
+                buf.extend_from_slice(plaintext);
+            }
+        }
+        buf.reserve_exact(super::crypto::TAG_LEN);
+        cipher.seal_in_place(&mut buf, &aad(kind, id));
+        buf
+    }
+}
+
+/// Opens a sealed blob and proves it is what `id` names.
+///
+/// # Errors
+/// A [`BlobError`] naming the blob when authentication, decompression, the length or the
+/// keyed hash does not check out.
+pub fn open_blob(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: &[u8],
+    raw_len: usize,
+) -> Result<Vec<u8>, BlobError> {
+    let envelope = keys
+        .cipher()
+        .open(sealed, &aad(kind, id))
+        .map_err(|source| BlobError::Auth { id: *id, source })?;
+    let (&tag, payload) = envelope.split_first().ok_or(BlobError::Length {
+        id: *id,
+        expected: raw_len,
+        found: 0,
+    })?;
+    let plain = match tag {
+        COMPRESSION_NONE => payload.to_vec(),
+        COMPRESSION_ZSTD => {
+            let mut out = vec![0u8; raw_len];
+            let n = zstd::bulk::decompress_to_buffer(payload, &mut out[..])
+                .map_err(|source| BlobError::Decompress { id: *id, source })?;
+            out.truncate(n);
+            out
+        }
+        tag => return Err(BlobError::UnknownCompression { id: *id, tag }),
+    };
+    if plain.len() != raw_len {
+        return Err(BlobError::Length {
+            id: *id,
+            expected: raw_len,
+            found: plain.len(),
+        });
+    }
+    let found = keys.blob_id(&plain);
+    if found != *id {
+        return Err(BlobError::HashMismatch { id: *id, found });
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::crypto::{CipherKind, MasterKey, MASTER_LEN};
+    use super::*;
+
+    #[test]
+    fn round_trip_compressible_and_random() {
+        let keys = Keys::derive(&MasterKey::from_bytes([1; MASTER_LEN]), CipherKind::Aes256Gcm);
+        let mut sealer = Sealer::new(keys.clone(), 3).unwrap();
+        let text = b"abc".repeat(10_000);
+        let mut random = vec![0u8; 10_000];
+        getrandom::getrandom(&mut random).unwrap();
+        for (plain, tag) in [(&text[..], COMPRESSION_ZSTD), (&random[..], COMPRESSION_NONE), (&b""[..], COMPRESSION_NONE)] {
+            let id = keys.blob_id(plain);
+            let sealed = sealer.seal(BlobKind::Data, &id, plain);
+            assert_eq!(keys.cipher().open(&sealed, &aad(BlobKind::Data, &id)).unwrap()[0], tag);
+            assert_eq!(open_blob(&keys, BlobKind::Data, &id, &sealed, plain.len()).unwrap(), plain);
+            assert!(open_blob(&keys, BlobKind::Tree, &id, &sealed, plain.len()).is_err());
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Restore: snapshot trees back to files, or one stored file to a stream.
+//!
+//! ```text
+//! plan (walk trees) ─► ordered blob fetch + open, N in flight (tokio) ─► writer thread
+//! ```
+//! Blobs are fetched and verified several at a time but delivered in order, so each file
+//! is written sequentially by one blocking thread that owns every file descriptor.
+//!
+//! Safety (why restoring a hostile snapshot cannot write outside the target):
+//! 1. Every name is one path component: not empty, not `.` or `..`, no `/`, no NUL.
+//! 2. A name appears at most once per directory, so a restored symlink can never be
+//!    used as a directory by a later entry.
+//! 3. Directories are created, or found to be real directories (never symlinks), before
+//!    anything is written in them; files are opened with `O_NOFOLLOW`.
+
+mod plan;
+mod write;
+
+pub use plan::{plan_tree, PlannedEntry};
+pub use write::RestoreStats;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+
+use crate::repo::id::{BlobId, SnapshotId};
+use crate::repo::master_index::MasterIndex;
+use crate::repo::tree::NodeKind;
+use crate::repo::{RepoError, Repository};
+use write::{Op, Writer};
+
+/// Blobs fetched and opened at once.
+pub const DEFAULT_PARALLEL: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("snapshot {snapshot}: tree {tree} has an unsafe entry name {name:?}; refusing to restore it")]
+    UnsafeName {
+        snapshot: SnapshotId,
+        tree: BlobId,
+        name: String,
+    },
+    #[error("snapshot {snapshot}: tree {tree} names {name:?} twice; refusing to restore it")]
+    DuplicateName {
+        snapshot: SnapshotId,
+        tree: BlobId,
+        name: String,
+    },
+    #[error("snapshot {snapshot}: tree {tree} cannot be decoded: {reason}")]
+    BadTree {
+        snapshot: SnapshotId,
+        tree: BlobId,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Refused { path: PathBuf, reason: String },
+    #[error("{path}: {op} failed")]
+    Write {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("snapshot {snapshot} has no file {path:?}")]
+    NoSuchPath { snapshot: SnapshotId, path: String },
+    #[error("snapshot {snapshot} holds {count} entries; name the one to stream")]
+    NeedPath { snapshot: SnapshotId, count: usize },
+    #[error("{path}: stored content is {found} bytes, the tree says {expected}")]
+    SizeMismatch { path: PathBuf, expected: u64, found: u64 },
+    #[error("restore writer stopped")]
+    WriterGone,
+}
+
+/// Streams the blobs of `ids` in order, `parallel` fetched and verified at once.
+pub fn blob_stream<'a>(
+    repo: &'a Repository,
+    index: &'a MasterIndex,
+    ids: impl IntoIterator<Item = BlobId> + 'a,
+    parallel: usize,
+) -> impl futures::Stream<Item = Result<Bytes, RepoError>> + 'a {
+    stream::iter(ids)
+        .map(move |id| async move { repo.read_blob(index, &id).await.map(Bytes::from) })
+        .buffered(parallel.max(1))
+}
+
+/// Restores the whole snapshot under `target` (created if missing).
+///
+/// # Errors
+/// A [`RestoreError`] naming the entry at fault; files written before it stay.
+pub async fn restore_snapshot(
+    repo: &Repository,
+    index: &MasterIndex,
+    snapshot: SnapshotId,
+    tree: BlobId,
+    target: &Path,
+    parallel: usize,
+) -> Result<RestoreStats, RestoreError> {
+    let entries = plan_tree(repo, index, snapshot, tree).await?;
+    std::fs::create_dir_all(target).map_err(|source| RestoreError::Write {
+        op: "create directory",
+        path: target.to_path_buf(),
+        source,
+    })?;
+    let (writer, tx) = Writer::spawn(target.to_path_buf());
+    let ops = entries.into_iter().flat_map(|entry| {
+        let mut ops = Vec::with_capacity(entry.node.content.len() + 2);
+        let blobs = if entry.node.kind == NodeKind::File {
+            entry.node.content.clone()
+        } else {
+            Vec::new()
+        };
+        let is_file = entry.node.kind == NodeKind::File;
+        ops.push(Job::Op(Op::Start(entry)));
+        ops.extend(blobs.into_iter().map(Job::Blob));
+        if is_file {
+            ops.push(Job::Op(Op::EndFile));
+        }
+        ops
+    });
+    let mut stream = stream::iter(ops)
+        .map(|job| async move {
+            match job {
+                Job::Op(op) => Ok(op),
+                Job::Blob(id) => repo.read_blob(index, &id).await.map(|b| Op::Data(Bytes::from(b))),
+            }
+        })
+        .buffered(parallel.max(1));
+    let mut failure = None;
+    while let Some(op) = stream.next().await {
+        match op {
+            Ok(op) => {
+                if tx.send(op).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(RestoreError::Repo(e));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer.finish().await;
+    match failure {
+        Some(e) => Err(e),
+        None => written,
+    }
+}
+
+enum Job {
+    Op(Op),
+    Blob(BlobId),
+}
+
+/// Finds the file to stream for `cat`: `path` inside the snapshot, or its only file.
+///
+/// # Errors
+/// [`RestoreError::NoSuchPath`], or [`RestoreError::NeedPath`] when `path` is `None` and
+/// the snapshot holds more than one entry.
+pub async fn find_file(
+    repo: &Repository,
+    index: &MasterIndex,
+    snapshot: SnapshotId,
+    tree: BlobId,
+    path: Option<&str>,
+) -> Result<PlannedEntry, RestoreError> {
+    let entries = plan_tree(repo, index, snapshot, tree).await?;
+    let files: Vec<PlannedEntry> = entries.into_iter().filter(|e| e.node.kind == NodeKind::File).collect();
+    match path {
+        None if files.len() == 1 => Ok(files.into_iter().next().ok_or(RestoreError::WriterGone)?),
+        None => Err(RestoreError::NeedPath {
+            snapshot,
+            count: files.len(),
+        }),
+        Some(wanted) => {
+            let wanted = Path::new(wanted.trim_start_matches('/'));
+            files
+                .into_iter()
+                .find(|e| e.path == wanted)
+                .ok_or_else(|| RestoreError::NoSuchPath {
+                    snapshot,
+                    path: wanted.display().to_string(),
+                })
+        }
+    }
+}

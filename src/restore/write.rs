@@ -1,0 +1,211 @@
+//! The restore writer: one blocking thread that creates entries and writes file data in
+//! the order the fetch stage delivers it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use filetime::FileTime;
+use tokio::sync::mpsc;
+
+use crate::repo::tree::{Node, NodeKind};
+
+use super::{PlannedEntry, RestoreError};
+
+/// What a restore wrote.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RestoreStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+pub(super) enum Op {
+    Start(PlannedEntry),
+    Data(Bytes),
+    EndFile,
+}
+
+struct OpenFile {
+    path: PathBuf,
+    node: Node,
+    file: File,
+    written: u64,
+}
+
+pub(super) struct Writer {
+    handle: std::thread::JoinHandle<Result<RestoreStats, RestoreError>>,
+}
+
+fn write_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
+    move |source| RestoreError::Write {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn mtime(node: &Node) -> FileTime {
+    FileTime::from_unix_time(node.mtime_ns.div_euclid(1_000_000_000), node.mtime_ns.rem_euclid(1_000_000_000) as u32)
+}
+
+/// Ownership is restored only when running as root, as tar and restic do; a failure to
+/// chown (an unknown id on this host, say) leaves the restorer's own ownership.
+fn chown(path: &Path, node: &Node) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let _ = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid));
+    }
+}
+
+struct State {
+    root: PathBuf,
+    stats: RestoreStats,
+    current: Option<OpenFile>,
+    dirs: Vec<(PathBuf, Node)>,
+}
+
+impl State {
+    fn start(&mut self, entry: PlannedEntry) -> Result<(), RestoreError> {
+        let path = self.root.join(&entry.path);
+        let node = entry.node;
+        // Anything already at this name must not redirect the write.
+        let existing = fs::symlink_metadata(&path).ok();
+        match node.kind {
+            NodeKind::Dir => {
+                match existing {
+                    Some(meta) if meta.is_dir() => {}
+                    Some(_) => {
+                        return Err(RestoreError::Refused {
+                            path,
+                            reason: "exists and is not a directory".into(),
+                        })
+                    }
+                    None => fs::create_dir(&path).map_err(write_err("create directory", &path))?,
+                }
+                self.stats.dirs += 1;
+                self.dirs.push((path, node));
+            }
+            NodeKind::Symlink => {
+                if let Some(meta) = existing {
+                    if meta.is_dir() {
+                        return Err(RestoreError::Refused {
+                            path,
+                            reason: "exists and is a directory".into(),
+                        });
+                    }
+                    fs::remove_file(&path).map_err(write_err("replace", &path))?;
+                }
+                let target = node.os_target().ok_or_else(|| RestoreError::Refused {
+                    path: path.clone(),
+                    reason: "symlink without a valid target".into(),
+                })?;
+                std::os::unix::fs::symlink(&target, &path).map_err(write_err("create symlink", &path))?;
+                chown(&path, &node);
+                let _ = filetime::set_symlink_file_times(&path, mtime(&node), mtime(&node));
+                self.stats.symlinks += 1;
+            }
+            NodeKind::File => {
+                if let Some(meta) = existing {
+                    if !meta.is_file() {
+                        return Err(RestoreError::Refused {
+                            path,
+                            reason: "exists and is not a regular file".into(),
+                        });
+                    }
+                }
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(write_err("create file", &path))?;
+                self.current = Some(OpenFile {
+                    path,
+                    node,
+                    file,
+                    written: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, bytes: &[u8]) -> Result<(), RestoreError> {
+        let Some(open) = self.current.as_mut() else {
+            return Err(RestoreError::WriterGone);
+        };
+        open.file.write_all(bytes).map_err(write_err("write", &open.path))?;
+        open.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn end_file(&mut self) -> Result<(), RestoreError> {
+        let Some(open) = self.current.take() else {
+            return Err(RestoreError::WriterGone);
+        };
+        if open.written != open.node.size {
+            return Err(RestoreError::SizeMismatch {
+                path: open.path,
+                expected: open.node.size,
+                found: open.written,
+            });
+        }
+        let path = &open.path;
+        open.file
+            .set_permissions(fs::Permissions::from_mode(open.node.mode))
+            .map_err(write_err("set mode", path))?;
+        drop(open.file);
+        chown(path, &open.node);
+        filetime::set_file_mtime(path, mtime(&open.node)).map_err(write_err("set mtime", path))?;
+        self.stats.files += 1;
+        self.stats.bytes += open.written;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<RestoreStats, RestoreError> {
+        // Deepest first, so setting a parent's mtime is not undone by its children.
+        self.dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (path, node) in &self.dirs {
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(write_err("set mode", path))?;
+            chown(path, node);
+            filetime::set_file_mtime(path, mtime(node)).map_err(write_err("set mtime", path))?;
+        }
+        Ok(self.stats)
+    }
+}
+
+impl Writer {
+    pub(super) fn spawn(root: PathBuf) -> (Writer, mpsc::Sender<Op>) {
+        let (tx, mut rx) = mpsc::channel::<Op>(16);
+        let handle = std::thread::spawn(move || {
+            let mut state = State {
+                root,
+                stats: RestoreStats::default(),
+                current: None,
+                dirs: Vec::new(),
+            };
+            while let Some(op) = rx.blocking_recv() {
+                match op {
+                    Op::Start(entry) => state.start(entry)?,
+                    Op::Data(bytes) => state.data(&bytes)?,
+                    Op::EndFile => state.end_file()?,
+                }
+            }
+            state.finish()
+        });
+        (Writer { handle }, tx)
+    }
+
+    pub(super) async fn finish(self) -> Result<RestoreStats, RestoreError> {
+        match tokio::task::spawn_blocking(move || self.handle.join()).await {
+            Ok(Ok(result)) => result,
+            _ => Err(RestoreError::WriterGone),
+        }
+    }
+}

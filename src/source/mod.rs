@@ -1,0 +1,44 @@
+//! Where backup bytes come from. A source reads its input and pushes named byte streams
+//! and directory trees into a [`BackupSession`]; it knows nothing of packs or stores.
+//!
+//! Every source ends by naming one root tree, so every snapshot restores the same way.
+
+mod files;
+mod stdin;
+
+pub use files::FilesSource;
+pub use stdin::StdinSource;
+
+use crate::pipeline::{BackupSession, PipelineError};
+use crate::repo::id::BlobId;
+use crate::repo::snapshot::SnapshotStats;
+
+/// What a source reports once its input is consumed.
+#[derive(Debug)]
+pub struct SourceOutcome {
+    pub tree: BlobId,
+    pub report: SourceReport,
+}
+
+/// What a source noticed on the way.
+#[derive(Debug, Default)]
+pub struct SourceReport {
+    /// Counts the source keeps (files, dirs, symlinks, skipped).
+    pub stats: SnapshotStats,
+    pub paths: Vec<String>,
+    /// Problems that did not stop the backup (an unreadable file); the snapshot is kept
+    /// but the command exits non-zero.
+    pub warnings: Vec<String>,
+}
+
+/// A backup source.
+pub trait Source: Send {
+    /// The snapshot kind (`stdin`, `files`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Reads the whole input into `session`.
+    ///
+    /// # Errors
+    /// A read or pipeline failure that makes the backup unusable.
+    fn run(&mut self, session: &mut BackupSession) -> Result<SourceOutcome, PipelineError>;
+}
