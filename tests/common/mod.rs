@@ -1,0 +1,174 @@
+//! Shared set-up for integration tests: a scratch repository and a `stowage` command
+//! builder for the real binary. Everything is cleaned up on drop.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Text-like bytes that compress well.
+pub fn compressible(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 64);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(format!("{i},customer-{},{}.{:02},2026-11-25\n", i % 977, i * 7 % 10000, i % 100).as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// A temp directory holding a repository (`repo/`) and room for restores.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    /// A new, initialized repository with cheap key derivation.
+    pub fn new() -> TestRepo {
+        let repo = TestRepo::empty();
+        let out = repo.cmd(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]).output().unwrap();
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        repo
+    }
+
+    /// A temp directory with no repository yet.
+    pub fn empty() -> TestRepo {
+        TestRepo {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    /// A scratch path inside the test directory.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `stowage ARGS` against this repository, with the test passphrase.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = stowage();
+        cmd.env("STOWAGE_REPO", self.path()).env("STOWAGE_PASSWORD", PASSWORD).args(args);
+        cmd
+    }
+
+    /// Runs `stowage ARGS` with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        run_with_input(self.cmd(args), input)
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert_success(&out, args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and parses `--json` output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Backs up `input` from stdin; returns the `--json` result.
+    pub fn backup_stdin(&self, name: &str, input: &[u8]) -> serde_json::Value {
+        let out = self.run_with_input(&["--json", "backup", "stdin", "--name", name], input);
+        assert_success(&out, &["backup", "stdin"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `stowage cat SNAPSHOT [PATH]` bytes.
+    pub fn cat(&self, args: &[&str]) -> Vec<u8> {
+        let mut all = vec!["cat"];
+        all.extend_from_slice(args);
+        let out = self.cmd(&all).output().unwrap();
+        assert_success(&out, &all);
+        out.stdout
+    }
+
+    /// Every object file under a repository directory (e.g. `data`), sorted.
+    pub fn objects(&self, under: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.path().join(under)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// The binary under test.
+pub fn stowage() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stowage"));
+    cmd.env_remove("STOWAGE_PASSWORD_FILE").env_remove("STOWAGE_CONFIG").env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+pub fn assert_success(out: &Output, what: &[&str]) {
+    assert!(
+        out.status.success(),
+        "stowage {what:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts failure with a non-zero code and stderr containing every fragment.
+pub fn assert_fails_with(out: &Output, fragments: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    for fragment in fragments {
+        assert!(stderr.contains(fragment), "stderr lacks {fragment:?}: {stderr}");
+    }
+}
+
+/// Writes `data` to `path`, creating parents.
+pub fn write(path: &Path, data: &[u8]) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, data).unwrap();
+}
