@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::repo::blob::open_blob;
+use crate::repo::blob::open_blob_in_place;
 use crate::repo::id::{content_hash, BlobId, PackId, SnapshotId};
 use crate::repo::index::IndexPack;
 use crate::repo::master_index::MasterIndex;
@@ -235,6 +235,8 @@ async fn check_pack(repo: &Repository, pack: IndexPack, needed_by: &HashMap<Blob
     let snapshots: Vec<(BlobId, Option<SnapshotId>)> =
         pack.entries.iter().map(|e| (e.id, needed_by.get(&e.id).copied())).collect();
     let checked = tokio::task::spawn_blocking(move || {
+        // Blobs are decrypted in place: the pack is read once and nothing is copied.
+        let mut bytes = bytes::BytesMut::from(bytes);
         let mut problems = Vec::new();
         let snapshot_of = |id: &BlobId| snapshots.iter().find(|(b, _)| b == id).and_then(|(_, s)| *s);
         let mut push = |blob: Option<BlobId>, message: String| {
@@ -261,11 +263,11 @@ async fn check_pack(repo: &Repository, pack: IndexPack, needed_by: &HashMap<Blob
         }
         for e in &pack.entries {
             let start = e.offset as usize;
-            let Some(sealed) = bytes.get(start..start + e.sealed_len as usize) else {
+            let Some(sealed) = bytes.get_mut(start..start + e.sealed_len as usize) else {
                 push(Some(e.id), "blob lies outside the pack".into());
                 continue;
             };
-            if let Err(err) = open_blob(&keys, e.kind, &e.id, sealed, e.raw_len as usize) {
+            if let Err(err) = open_blob_in_place(&keys, e.kind, &e.id, sealed, e.raw_len as usize) {
                 push(Some(e.id), format!("{}", ErrorChain(&err)));
             }
         }

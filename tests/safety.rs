@@ -32,9 +32,11 @@ fn node(name: &str, kind: NodeKind) -> Node {
     }
 }
 
+type BuildTree = Box<dyn Fn(&mut BackupSession) -> Result<Tree, PipelineError> + Send>;
+
 /// A source that writes whatever trees it is given: how a hostile or buggy writer would.
 struct Crafted {
-    build: Box<dyn Fn(&mut BackupSession) -> Result<Tree, PipelineError> + Send>,
+    build: BuildTree,
 }
 
 impl Source for Crafted {

@@ -14,6 +14,7 @@
 //! 4. The first stage error stops the rest and is the one reported.
 
 mod budget;
+mod buffers;
 mod pack;
 mod read;
 mod seal;
@@ -22,6 +23,7 @@ pub mod split;
 mod upload;
 
 pub use budget::Budget;
+pub use buffers::ReadBuffers;
 pub use read::{ChunkReader, DEFAULT_BUFFER_BYTES};
 pub use session::{BackupSession, Progress, StreamContent};
 

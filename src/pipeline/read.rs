@@ -12,30 +12,17 @@ use std::io::{self, Read};
 
 use bytes::Bytes;
 
-use super::budget::{Budget, Permit};
+use super::buffers::ReadBuffers;
 use super::split::Splitter;
 
 /// Default read buffer size: four maximum-size chunks, so the carried tail is small.
 pub const DEFAULT_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 
-/// A buffer plus the budget it holds; dropped when its last chunk is.
-struct Owned {
-    data: Vec<u8>,
-    _permit: Permit,
-}
-
-impl AsRef<[u8]> for Owned {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
 /// Yields the chunks of one stream.
 pub struct ChunkReader<'a, R: Read> {
     reader: R,
     splitter: &'a mut dyn Splitter,
-    budget: &'a Budget,
-    buffer_bytes: usize,
+    buffers: &'a ReadBuffers,
     /// Bytes the source says remain, to size small buffers to small files.
     size_hint: Option<u64>,
     buf: Bytes,
@@ -48,15 +35,13 @@ impl<'a, R: Read> ChunkReader<'a, R> {
     pub fn new(
         reader: R,
         splitter: &'a mut dyn Splitter,
-        budget: &'a Budget,
-        buffer_bytes: usize,
+        buffers: &'a ReadBuffers,
         size_hint: Option<u64>,
     ) -> Self {
         ChunkReader {
             reader,
             splitter,
-            budget,
-            buffer_bytes,
+            buffers,
             size_hint,
             buf: Bytes::new(),
             pos: 0,
@@ -93,21 +78,22 @@ impl<'a, R: Read> ChunkReader<'a, R> {
 
     fn refill(&mut self) -> io::Result<()> {
         let tail = &self.buf[self.pos..];
-        let want = self.buffer_bytes.max(tail.len() + self.splitter.max_chunk());
+        let standard = self.buffers.buffer_bytes();
+        let needed = tail.len() + self.splitter.max_chunk();
         let capacity = match self.size_hint {
-            // One byte more than the hint, so the end of file is seen without a second buffer.
-            Some(left) => want.min(tail.len() + usize::try_from(left).unwrap_or(usize::MAX).saturating_add(1)),
-            None => want,
-        }
-        .max(tail.len() + 1);
-        let permit = self.budget.acquire(capacity);
-        // Zeroed once per buffer (a memset, far cheaper than the hashing that follows).
-        let mut data = vec![0u8; capacity];
-        data[..tail.len()].copy_from_slice(tail);
+            // Small inputs get a buffer their size (plus one byte, so the end of file is
+            // seen without a second buffer); everything else the recycled standard size.
+            Some(left) if (tail.len() as u64).saturating_add(left) < standard as u64 => {
+                tail.len() + usize::try_from(left).unwrap_or(usize::MAX) + 1
+            }
+            _ => standard.max(needed),
+        };
+        let mut buf = self.buffers.take(capacity);
+        buf.data[..tail.len()].copy_from_slice(tail);
         let before = tail.len();
         let mut filled = before;
         while filled < capacity {
-            match self.reader.read(&mut data[filled..]) {
+            match self.reader.read(&mut buf.data[filled..capacity]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -117,16 +103,12 @@ impl<'a, R: Read> ChunkReader<'a, R> {
                 Err(e) => return Err(e),
             }
         }
-        data.truncate(filled);
-        let fresh = (data.len() - before) as u64;
+        let fresh = (filled - before) as u64;
         self.bytes_read += fresh;
         if let Some(left) = self.size_hint.as_mut() {
             *left = left.saturating_sub(fresh);
         }
-        self.buf = Bytes::from_owner(Owned {
-            data,
-            _permit: permit,
-        });
+        self.buf = buf.freeze(filled);
         self.pos = 0;
         Ok(())
     }
@@ -134,6 +116,7 @@ impl<'a, R: Read> ChunkReader<'a, R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::budget::Budget;
     use super::super::split::{Fixed, Whole};
     use super::*;
 
@@ -141,8 +124,9 @@ mod tests {
     fn chunks_concatenate_to_input_and_release_budget() {
         let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let budget = Budget::new(1 << 20);
+        let buffers = ReadBuffers::new(budget.clone(), 8192);
         let mut splitter = Fixed::new(3000);
-        let mut reader = ChunkReader::new(&data[..], &mut splitter, &budget, 8192, None);
+        let mut reader = ChunkReader::new(&data[..], &mut splitter, &buffers, None);
         let mut out = Vec::new();
         while let Some(chunk) = reader.next_chunk().unwrap() {
             assert!(chunk.len() <= 3000);
@@ -151,14 +135,15 @@ mod tests {
         assert_eq!(out, data);
         assert_eq!(reader.bytes_read(), data.len() as u64);
         drop(reader);
+        drop(buffers);
         assert_eq!(budget.available(), 1 << 20);
     }
 
     #[test]
     fn empty_input_yields_nothing() {
-        let budget = Budget::new(1 << 20);
+        let buffers = ReadBuffers::new(Budget::new(1 << 20), 8192);
         let mut splitter = Whole::new(1 << 16);
-        let mut reader = ChunkReader::new(&b""[..], &mut splitter, &budget, 8192, Some(0));
+        let mut reader = ChunkReader::new(&b""[..], &mut splitter, &buffers, Some(0));
         assert!(reader.next_chunk().unwrap().is_none());
     }
 }

@@ -31,6 +31,7 @@ use crate::repo::snapshot::SnapshotStats;
 use crate::repo::{RepoError, Repository};
 
 use super::budget::Budget;
+use super::buffers::ReadBuffers;
 use super::pack::run_packer;
 use super::read::ChunkReader;
 use super::seal::{spawn_sealers, NewBlob};
@@ -56,8 +57,7 @@ pub struct BackupSession {
     keys: Keys,
     index: Arc<MasterIndex>,
     seen: HashSet<BlobId>,
-    budget: Budget,
-    settings: Settings,
+    buffers: ReadBuffers,
     chunker: crate::repo::config::ChunkerParams,
     runtime: Handle,
     chunk_tx: Option<Sender<NewBlob>>,
@@ -110,9 +110,8 @@ impl BackupSession {
             keys: repo.keys().clone(),
             index,
             seen: HashSet::new(),
-            budget: Budget::new(read_budget),
+            buffers: ReadBuffers::new(Budget::new(read_budget), settings.buffer_bytes),
             chunker: config.chunker,
-            settings,
             runtime,
             chunk_tx: Some(chunk_tx),
             sealers,
@@ -144,8 +143,8 @@ impl BackupSession {
         size_hint: Option<u64>,
         what: &str,
     ) -> Result<StreamContent, PipelineError> {
-        let budget = self.budget.clone();
-        let mut chunks = ChunkReader::new(reader, splitter, &budget, self.settings.buffer_bytes, size_hint);
+        let buffers = self.buffers.clone();
+        let mut chunks = ChunkReader::new(reader, splitter, &buffers, size_hint);
         let mut content = StreamContent::default();
         let mut reported = 0;
         loop {

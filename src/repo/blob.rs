@@ -9,6 +9,8 @@
 //! Compression falls back to `none` when zstd does not make the blob smaller, which keeps
 //! random input from growing and lets restore skip the decompressor.
 
+use bytes::{Bytes, BytesMut};
+
 use super::crypto::{AuthError, Keys};
 use super::id::BlobId;
 
@@ -119,11 +121,75 @@ impl Sealer {
     }
 }
 
-/// Opens a sealed blob and proves it is what `id` names.
+/// A blob's plaintext: where it lay in the decrypted buffer, or freshly decompressed.
+pub enum Plain<'b> {
+    Stored(&'b [u8]),
+    Decompressed(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Plain<'_> {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Plain::Stored(s) => s,
+            Plain::Decompressed(v) => v,
+        }
+    }
+}
+
+/// Opens a sealed blob where it lies and proves it is what `id` names.
+///
+/// Decrypts in place; an uncompressed blob's plaintext is a slice of `sealed`, so restore
+/// and verify copy nothing they do not have to.
 ///
 /// # Errors
 /// A [`BlobError`] naming the blob when authentication, decompression, the length or the
 /// keyed hash does not check out.
+pub fn open_blob_in_place<'b>(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: &'b mut [u8],
+    raw_len: usize,
+) -> Result<Plain<'b>, BlobError> {
+    let length_error = |found| BlobError::Length {
+        id: *id,
+        expected: raw_len,
+        found,
+    };
+    if raw_len > MAX_BLOB_LEN {
+        return Err(length_error(0));
+    }
+    let envelope = keys
+        .cipher()
+        .open_in_place(sealed, &aad(kind, id))
+        .map_err(|source| BlobError::Auth { id: *id, source })?;
+    let (&tag, payload) = envelope.split_first().ok_or_else(|| length_error(0))?;
+    let plain = match tag {
+        COMPRESSION_NONE => Plain::Stored(payload),
+        COMPRESSION_ZSTD => {
+            let mut out = vec![0u8; raw_len];
+            let n = zstd::bulk::decompress_to_buffer(payload, &mut out[..])
+                .map_err(|source| BlobError::Decompress { id: *id, source })?;
+            out.truncate(n);
+            Plain::Decompressed(out)
+        }
+        tag => return Err(BlobError::UnknownCompression { id: *id, tag }),
+    };
+    let found_len = plain.as_ref().len();
+    if found_len != raw_len {
+        return Err(length_error(found_len));
+    }
+    let found = keys.blob_id(plain.as_ref());
+    if found != *id {
+        return Err(BlobError::HashMismatch { id: *id, found });
+    }
+    Ok(plain)
+}
+
+/// [`open_blob_in_place`] on a copy of `sealed`.
+///
+/// # Errors
+/// As [`open_blob_in_place`].
 pub fn open_blob(
     keys: &Keys,
     kind: BlobKind,
@@ -131,38 +197,29 @@ pub fn open_blob(
     sealed: &[u8],
     raw_len: usize,
 ) -> Result<Vec<u8>, BlobError> {
-    let envelope = keys
-        .cipher()
-        .open(sealed, &aad(kind, id))
-        .map_err(|source| BlobError::Auth { id: *id, source })?;
-    let (&tag, payload) = envelope.split_first().ok_or(BlobError::Length {
-        id: *id,
-        expected: raw_len,
-        found: 0,
-    })?;
-    let plain = match tag {
-        COMPRESSION_NONE => payload.to_vec(),
-        COMPRESSION_ZSTD => {
-            let mut out = vec![0u8; raw_len];
-            let n = zstd::bulk::decompress_to_buffer(payload, &mut out[..])
-                .map_err(|source| BlobError::Decompress { id: *id, source })?;
-            out.truncate(n);
-            out
-        }
-        tag => return Err(BlobError::UnknownCompression { id: *id, tag }),
+    let mut buf = sealed.to_vec();
+    open_blob_in_place(keys, kind, id, &mut buf, raw_len).map(|plain| plain.as_ref().to_vec())
+}
+
+/// [`open_blob_in_place`] on an owned buffer: no copy when `sealed` is uniquely owned
+/// (as a fresh read from the store is) and the blob was stored uncompressed.
+///
+/// # Errors
+/// As [`open_blob_in_place`].
+pub fn open_blob_bytes(
+    keys: &Keys,
+    kind: BlobKind,
+    id: &BlobId,
+    sealed: Bytes,
+    raw_len: usize,
+) -> Result<Bytes, BlobError> {
+    let mut buf = BytesMut::from(sealed);
+    let stored_len = match open_blob_in_place(keys, kind, id, &mut buf, raw_len)? {
+        Plain::Decompressed(v) => return Ok(Bytes::from(v)),
+        Plain::Stored(s) => s.len(),
     };
-    if plain.len() != raw_len {
-        return Err(BlobError::Length {
-            id: *id,
-            expected: raw_len,
-            found: plain.len(),
-        });
-    }
-    let found = keys.blob_id(&plain);
-    if found != *id {
-        return Err(BlobError::HashMismatch { id: *id, found });
-    }
-    Ok(plain)
+    let start = keys.cipher().kind().nonce_len() + 1;
+    Ok(buf.freeze().slice(start..start + stored_len))
 }
 
 #[cfg(test)]
@@ -182,6 +239,8 @@ mod tests {
             let sealed = sealer.seal(BlobKind::Data, &id, plain);
             assert_eq!(keys.cipher().open(&sealed, &aad(BlobKind::Data, &id)).unwrap()[0], tag);
             assert_eq!(open_blob(&keys, BlobKind::Data, &id, &sealed, plain.len()).unwrap(), plain);
+            let owned = open_blob_bytes(&keys, BlobKind::Data, &id, Bytes::from(sealed.clone()), plain.len());
+            assert_eq!(owned.unwrap(), plain);
             assert!(open_blob(&keys, BlobKind::Tree, &id, &sealed, plain.len()).is_err());
         }
     }

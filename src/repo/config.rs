@@ -49,12 +49,13 @@ impl ChunkerParams {
             max_bytes: max,
             ..
         } = *self;
-        if !(64..=1 << 20).contains(&min)
-            || !(256..=1 << 22).contains(&avg)
-            || !(1024..=1 << 24).contains(&max)
-            || !(min < avg && avg < max)
-            || !avg.is_power_of_two()
-        {
+        let in_range = (64..=1 << 20).contains(&min)
+            && (256..=1 << 22).contains(&avg)
+            && (1024..=1 << 24).contains(&max)
+            && min < avg
+            && avg < max
+            && avg.is_power_of_two();
+        if !in_range {
             return Err(format!(
                 "chunker sizes min {min}, avg {avg}, max {max} are out of range \
                  (64 ≤ min < avg < max, avg a power of two ≤ 4 MiB, max ≤ 16 MiB)"

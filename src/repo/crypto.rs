@@ -131,34 +131,51 @@ impl Cipher {
         buf
     }
 
-    /// Checks and decrypts `nonce || ciphertext || tag`.
+    /// Checks and decrypts `nonce || ciphertext || tag` into a new buffer.
     ///
     /// # Errors
     /// [`AuthError`] when the bytes are too short, were changed, or were sealed under
     /// another key or `aad`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, AuthError> {
+        let mut buf = sealed.to_vec();
+        let len = self.open_in_place(&mut buf, aad)?.len();
+        let start = self.kind().nonce_len();
+        buf.truncate(start + len);
+        buf.drain(..start);
+        Ok(buf)
+    }
+
+    /// Checks and decrypts `nonce || ciphertext || tag` where it lies; returns the
+    /// plaintext, a sub-slice of `sealed` starting after the nonce. No byte is copied.
+    ///
+    /// # Errors
+    /// As [`Cipher::open`].
+    pub fn open_in_place<'b>(
+        &self,
+        sealed: &'b mut [u8],
+        aad: &[u8],
+    ) -> Result<&'b mut [u8], AuthError> {
         let nonce_len = self.kind().nonce_len();
         if sealed.len() < nonce_len + TAG_LEN {
             return Err(AuthError);
         }
-        let (nonce, rest) = sealed.split_at(nonce_len);
-        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut out = body.to_vec();
+        let (nonce, rest) = sealed.split_at_mut(nonce_len);
+        let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
         let ok = match self {
             Cipher::Aes(c) => c.decrypt_in_place_detached(
                 aes_gcm::Nonce::from_slice(nonce),
                 aad,
-                &mut out,
+                body,
                 aes_gcm::Tag::from_slice(tag),
             ),
             Cipher::XChaCha(c) => c.decrypt_in_place_detached(
                 chacha20poly1305::XNonce::from_slice(nonce),
                 aad,
-                &mut out,
+                body,
                 chacha20poly1305::Tag::from_slice(tag),
             ),
         };
-        ok.map(|()| out).map_err(|_| AuthError)
+        ok.map(|()| body).map_err(|_| AuthError)
     }
 }
 
@@ -187,6 +204,12 @@ impl MasterKey {
 
     fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.0.as_ref()))
+    }
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
     }
 }
 
@@ -254,11 +277,5 @@ mod tests {
             assert!(keys.cipher().open(&flipped, b"aad").is_err());
             assert!(keys.cipher().open(&sealed[..10], b"aad").is_err());
         }
-    }
-}
-
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(..)")
     }
 }

@@ -219,7 +219,8 @@ impl Repository {
                         key_id: KeyId(content_hash(&raw)),
                     });
                 }
-                Err(KeyFileError::WrongPassphrase) => continue,
+                // A key left by an interrupted `init` belongs to no repository: skip it.
+                Err(KeyFileError::WrongPassphrase | KeyFileError::ForeignRepository { .. }) => continue,
                 Err(source) => {
                     return Err(RepoError::KeyFile {
                         key: meta.key.clone(),
@@ -376,7 +377,7 @@ impl Repository {
     ///
     /// # Errors
     /// [`RepoError::BlobNotIndexed`], store errors, or [`RepoError::Blob`] naming the pack.
-    pub async fn read_blob(&self, index: &MasterIndex, id: &BlobId) -> Result<Vec<u8>, RepoError> {
+    pub async fn read_blob(&self, index: &MasterIndex, id: &BlobId) -> Result<Bytes, RepoError> {
         let loc = *index.get(id).ok_or(RepoError::BlobNotIndexed { blob: *id })?;
         let key = layout::pack(&loc.pack);
         let start = u64::from(loc.offset);
@@ -387,7 +388,7 @@ impl Repository {
         let keys = self.keys.clone();
         let id = *id;
         let opened = tokio::task::spawn_blocking(move || {
-            blob::open_blob(&keys, loc.kind, &id, &sealed, loc.raw_len as usize)
+            blob::open_blob_bytes(&keys, loc.kind, &id, sealed, loc.raw_len as usize)
         })
         .await
         .map_err(|e| corrupt(key.clone(), e))?;

@@ -82,7 +82,7 @@ pub fn blob_stream<'a>(
     parallel: usize,
 ) -> impl futures::Stream<Item = Result<Bytes, RepoError>> + 'a {
     stream::iter(ids)
-        .map(move |id| async move { repo.read_blob(index, &id).await.map(Bytes::from) })
+        .map(move |id| async move { repo.read_blob(index, &id).await })
         .buffered(parallel.max(1))
 }
 
@@ -124,7 +124,7 @@ pub async fn restore_snapshot(
         .map(|job| async move {
             match job {
                 Job::Op(op) => Ok(op),
-                Job::Blob(id) => repo.read_blob(index, &id).await.map(|b| Op::Data(Bytes::from(b))),
+                Job::Blob(id) => repo.read_blob(index, &id).await.map(Op::Data),
             }
         })
         .buffered(parallel.max(1));
