@@ -54,11 +54,12 @@ impl ChunkerParams {
             && (1024..=1 << 24).contains(&max)
             && min < avg
             && avg < max
-            && avg.is_power_of_two();
+            && avg.is_power_of_two()
+            && min % 2 == 0;
         if !in_range {
             return Err(format!(
                 "chunker sizes min {min}, avg {avg}, max {max} are out of range \
-                 (64 ≤ min < avg < max, avg a power of two ≤ 4 MiB, max ≤ 16 MiB)"
+                 (64 ≤ min < avg < max, min even, avg a power of two ≤ 4 MiB, max ≤ 16 MiB)"
             ));
         }
         Ok(())

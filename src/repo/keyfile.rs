@@ -4,12 +4,13 @@
 //! { "version": 1, "created": "…", "host": "db1", "user": "postgres",
 //!   "kdf": { "algorithm": "argon2id", "memory_kib": 65536, "iterations": 3,
 //!            "parallelism": 1, "salt": "<32 hex>" },
-//!   "data": "<hex of Nonce(24) || XChaCha20-Poly1305(Master(64) || RepoId(32)) || Tag(16)>" }
+//!   "data": "<hex of Nonce(24) || XChaCha20-Poly1305(Master(64) || RepoId(32) || ConfigHash(32)) || Tag(16)>" }
 //! ```
 //! The wrapping cipher is always XChaCha20-Poly1305 (AAD "stowage key"), whatever the
 //! repository's data cipher, so a key file is readable without the config's help. The
-//! repository id inside the sealed data ties the key to its repository: a key file copied
-//! from another repository is refused even when its passphrase is right.
+//! sealed data also holds the repository id and the blake3 hash of the `config` object's
+//! bytes: a key file from another repository is refused even when its passphrase is right,
+//! and a `config` changed after `init` (it is plaintext) is detected before it is used.
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -55,6 +56,8 @@ pub enum KeyFileError {
     WrongPassphrase,
     #[error("key belongs to repository {found}, not {expected}")]
     ForeignRepository { expected: RepoId, found: RepoId },
+    #[error("the config object is not the one this key was made with: it was modified after init")]
+    ConfigModified,
 }
 
 fn derive_wrapping_key(passphrase: &[u8], kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
@@ -77,13 +80,15 @@ fn derive_wrapping_key(passphrase: &[u8], kdf: &Kdf) -> Result<Zeroizing<[u8; 32
 }
 
 impl KeyFile {
-    /// Wraps `master` (of repository `repo`) with `passphrase`.
+    /// Wraps `master` (of repository `repo`, whose stored config hashes to `config_hash`)
+    /// with `passphrase`.
     ///
     /// # Errors
     /// When the random source fails or the parameters are invalid.
     pub fn wrap(
         master: &MasterKey,
         repo: RepoId,
+        config_hash: [u8; ID_LEN],
         passphrase: &[u8],
         memory_kib: u32,
         iterations: u32,
@@ -98,9 +103,10 @@ impl KeyFile {
             salt: hex::encode(salt),
         };
         let wrapping = derive_wrapping_key(passphrase, &kdf)?;
-        let mut plain = Zeroizing::new(Vec::with_capacity(MASTER_LEN + ID_LEN));
+        let mut plain = Zeroizing::new(Vec::with_capacity(MASTER_LEN + 2 * ID_LEN));
         plain.extend_from_slice(master.as_bytes());
         plain.extend_from_slice(repo.as_bytes());
+        plain.extend_from_slice(&config_hash);
         let sealed = Cipher::new(CipherKind::XChaCha20Poly1305, &wrapping).seal(&plain, KEY_AAD);
         Ok(KeyFile {
             version: 1,
@@ -112,11 +118,17 @@ impl KeyFile {
         })
     }
 
-    /// Unwraps the master key with `passphrase` and checks it belongs to `repo`.
+    /// Unwraps the master key with `passphrase` and checks it belongs to `repo` and to the
+    /// config whose stored bytes hash to `config_hash`.
     ///
     /// # Errors
     /// [`KeyFileError::WrongPassphrase`] when authentication fails.
-    pub fn unwrap_key(&self, passphrase: &[u8], repo: RepoId) -> Result<MasterKey, KeyFileError> {
+    pub fn unwrap_key(
+        &self,
+        passphrase: &[u8],
+        repo: RepoId,
+        config_hash: [u8; ID_LEN],
+    ) -> Result<MasterKey, KeyFileError> {
         let wrapping = derive_wrapping_key(passphrase, &self.kdf)?;
         let sealed = hex::decode(&self.data).map_err(|e| KeyFileError::Malformed(format!("data: {e}")))?;
         let plain = Zeroizing::new(
@@ -124,16 +136,19 @@ impl KeyFile {
                 .open(&sealed, KEY_AAD)
                 .map_err(|_| KeyFileError::WrongPassphrase)?,
         );
-        if plain.len() != MASTER_LEN + ID_LEN {
+        if plain.len() != MASTER_LEN + 2 * ID_LEN {
             return Err(KeyFileError::Malformed("wrapped key has the wrong length".into()));
         }
         let mut master = [0u8; MASTER_LEN];
         master.copy_from_slice(&plain[..MASTER_LEN]);
         let mut found = [0u8; ID_LEN];
-        found.copy_from_slice(&plain[MASTER_LEN..]);
+        found.copy_from_slice(&plain[MASTER_LEN..MASTER_LEN + ID_LEN]);
         let found = RepoId(found);
         if found != repo {
             return Err(KeyFileError::ForeignRepository { expected: repo, found });
+        }
+        if plain[MASTER_LEN + ID_LEN..] != config_hash {
+            return Err(KeyFileError::ConfigModified);
         }
         Ok(MasterKey::from_bytes(master))
     }

@@ -127,6 +127,8 @@ impl Default for InitOptions {
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
     config: Config,
+    /// blake3 of the stored config bytes, sealed into every key file.
+    config_hash: [u8; 32],
     master: MasterKey,
     keys: Keys,
     key_id: KeyId,
@@ -161,13 +163,15 @@ impl Repository {
             compression_level: options.compression_level,
             pack_target_bytes: options.pack_target_bytes,
         };
-        Config::decode(&config.encode()).map_err(RepoError::Parameters)?;
+        let config_bytes = config.encode();
+        Config::decode(&config_bytes).map_err(RepoError::Parameters)?;
+        let config_hash = content_hash(&config_bytes);
         let master = MasterKey::generate().map_err(|e| RepoError::Parameters(e.to_string()))?;
         // The key goes first: a config without a key is an unreadable repository, while a
         // key without a config is an empty directory `init` can be run on again.
-        let key_id = write_key(&store, &master, config.id, passphrase, options.kdf).await?;
+        let key_id = write_key(&store, &master, config.id, config_hash, passphrase, options.kdf).await?;
         match store
-            .put(&layout::config(), Bytes::from(config.encode()), PutMode::Create)
+            .put(&layout::config(), Bytes::from(config_bytes), PutMode::Create)
             .await
         {
             Ok(()) => {}
@@ -183,6 +187,7 @@ impl Repository {
         Ok(Repository {
             store,
             config,
+            config_hash,
             master,
             keys,
             key_id,
@@ -195,7 +200,7 @@ impl Repository {
     /// [`RepoError::NotARepository`], [`RepoError::WrongPassphrase`], or the config's
     /// problem (an unsupported version, say).
     pub async fn open(store: Arc<dyn ObjectStore>, passphrase: &[u8]) -> Result<Repository, RepoError> {
-        let config = read_config(&*store).await?;
+        let (config, config_hash) = read_config(&*store).await?;
         let key_files = store.list(layout::KEYS).await?;
         if key_files.is_empty() {
             return Err(RepoError::NoKeys {
@@ -204,26 +209,29 @@ impl Repository {
         }
         for meta in &key_files {
             let raw = store.get(&meta.key).await?;
-            let file = KeyFile::decode(&raw).map_err(|source| RepoError::KeyFile {
-                key: meta.key.clone(),
-                source,
-            })?;
-            match file.unwrap_key(passphrase, config.id) {
+            let unwrapped = KeyFile::decode(&raw).and_then(|file| file.unwrap_key(passphrase, config.id, config_hash));
+            match unwrapped {
                 Ok(master) => {
                     let keys = Keys::derive(&master, config.cipher);
                     return Ok(Repository {
                         store,
                         config,
+                        config_hash,
                         master,
                         keys,
                         key_id: KeyId(content_hash(&raw)),
                     });
                 }
-                // A key left by an interrupted `init` belongs to no repository: skip it.
-                Err(KeyFileError::WrongPassphrase | KeyFileError::ForeignRepository { .. }) => continue,
-                Err(source) => {
+                Err(KeyFileError::WrongPassphrase) => continue,
+                // A key left by an interrupted `init`, or a file that is not a key at all,
+                // must not lock the owner out: skip it, say so, try the others.
+                Err(e @ (KeyFileError::ForeignRepository { .. } | KeyFileError::Malformed(_))) => {
+                    tracing::warn!("{}: skipped: {e}", meta.key);
+                    continue;
+                }
+                Err(source @ KeyFileError::ConfigModified) => {
                     return Err(RepoError::KeyFile {
-                        key: meta.key.clone(),
+                        key: layout::config(),
                         source,
                     })
                 }
@@ -261,7 +269,7 @@ impl Repository {
     /// # Errors
     /// Store errors.
     pub async fn add_key(&self, passphrase: &[u8], kdf: KdfCost) -> Result<KeyId, RepoError> {
-        write_key(&self.store, &self.master, self.config.id, passphrase, kdf).await
+        write_key(&self.store, &self.master, self.config.id, self.config_hash, passphrase, kdf).await
     }
 
     /// Every key file with its metadata.
@@ -490,7 +498,8 @@ impl Repository {
     }
 }
 
-async fn read_config(store: &dyn ObjectStore) -> Result<Config, RepoError> {
+/// The config and the blake3 hash of its stored bytes.
+async fn read_config(store: &dyn ObjectStore) -> Result<(Config, [u8; 32]), RepoError> {
     let key = layout::config();
     let raw = match store.get(&key).await {
         Ok(raw) => raw,
@@ -501,17 +510,19 @@ async fn read_config(store: &dyn ObjectStore) -> Result<Config, RepoError> {
         }
         Err(e) => return Err(e.into()),
     };
-    Config::decode(&raw).map_err(|reason| RepoError::Config { key, reason })
+    let config = Config::decode(&raw).map_err(|reason| RepoError::Config { key, reason })?;
+    Ok((config, content_hash(&raw)))
 }
 
 async fn write_key(
     store: &Arc<dyn ObjectStore>,
     master: &MasterKey,
     repo: RepoId,
+    config_hash: [u8; 32],
     passphrase: &[u8],
     kdf: KdfCost,
 ) -> Result<KeyId, RepoError> {
-    let file = KeyFile::wrap(master, repo, passphrase, kdf.memory_kib, kdf.iterations).map_err(|source| {
+    let file = KeyFile::wrap(master, repo, config_hash, passphrase, kdf.memory_kib, kdf.iterations).map_err(|source| {
         RepoError::KeyFile {
             key: ObjectKey::new(layout::KEYS.trim_end_matches('/')).unwrap_or_else(|_| layout::config()),
             source,

@@ -186,7 +186,7 @@ impl Source for FilesSource {
                 }
             }
         }
-        root.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        root.nodes.sort_by_key(|n| n.os_name().map(|o| o.as_bytes().to_vec()));
         let tree = walk.session.add_blob(BlobKind::Tree, Bytes::from(root.encode()))?;
         Ok(SourceOutcome {
             tree,
