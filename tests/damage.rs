@@ -129,3 +129,20 @@ fn kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_bac
     assert!(repo.json(&["snapshots", "--name", "killed"]).as_array().unwrap().is_empty());
     repo.ok(&["verify", "--read-data"]);
 }
+
+#[test]
+fn modified_config_is_detected_and_stray_key_files_are_skipped() {
+    let repo = TestRepo::new();
+    repo.backup_stdin("f", b"data");
+    // A stray or hostile file under keys/ must not lock the owner out.
+    std::fs::write(repo.path().join("keys").join("0".repeat(64)), b"not a key").unwrap();
+    let out = repo.cmd(&["snapshots"]).output().unwrap();
+    common::assert_success(&out, &["snapshots with a stray key file"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"));
+    // The config is plaintext, but the key files seal its hash.
+    let config = repo.path().join("config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"compression_level\": 3", "\"compression_level\": 19")).unwrap();
+    let out = repo.cmd(&["snapshots"]).output().unwrap();
+    assert_fails_with(&out, &["config", "modified after init"]);
+}
