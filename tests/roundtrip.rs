@@ -182,3 +182,12 @@ fn quickstart_runs_end_to_end() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("compared 2 files with the originals: identical"), "{text}");
 }
+
+#[test]
+fn smallest_in_flight_cap_and_one_thread_still_complete() {
+    let repo = TestRepo::new();
+    let data = pattern(40 * 1024 * 1024, 5);
+    let out = repo.run_with_input(&["--in-flight-mib", "16", "--threads", "1", "backup", "stdin", "--name", "x"], &data);
+    assert_success(&out, &["backup with a small cap"]);
+    assert_eq!(repo.cat(&["latest"]), data);
+}

@@ -99,18 +99,12 @@ impl BackupSession {
             settings.uploads,
             progress.bytes_stored.clone(),
         ));
-        // Packs in memory (one filling, one queued, `uploads` in flight) come out of the
-        // in-flight cap first; read buffers get the rest.
-        let pack_bytes = pack_target * (2 + settings.uploads);
-        let read_budget = settings
-            .in_flight_bytes
-            .saturating_sub(pack_bytes)
-            .max(2 * config.chunker.max_bytes as usize);
+        let (read_budget, buffer_bytes) = memory_plan(&settings, pack_target, config.chunker.max_bytes as usize);
         Ok(BackupSession {
             keys: repo.keys().clone(),
             index,
             seen: HashSet::new(),
-            buffers: ReadBuffers::new(Budget::new(read_budget), settings.buffer_bytes),
+            buffers: ReadBuffers::new(Budget::new(read_budget), buffer_bytes),
             chunker: config.chunker,
             runtime,
             chunk_tx: Some(chunk_tx),
@@ -234,9 +228,42 @@ impl BackupSession {
     }
 }
 
+/// Splits the in-flight cap: packs in memory (one filling, one queued, `uploads` in
+/// flight) come out of it first; read buffers get the rest. Returns the read budget and
+/// the read buffer size.
+///
+/// The reader holds its current buffer while it waits for the next, so the budget must
+/// fit two of the largest buffers it can ask for (a standard buffer, or a carried tail
+/// plus one maximum chunk); otherwise it would wait for itself.
+fn memory_plan(settings: &Settings, pack_target: usize, max_chunk: usize) -> (usize, usize) {
+    let packs = pack_target * (2 + settings.uploads);
+    let read_budget = settings.in_flight_bytes.saturating_sub(packs).max(4 * max_chunk);
+    let buffer_bytes = settings.buffer_bytes.min(read_budget / 2).max(max_chunk);
+    (read_budget, buffer_bytes)
+}
+
 impl Drop for BackupSession {
     fn drop(&mut self) {
         // An abandoned run: stop feeding the stages and let them wind down on their own.
         self.chunk_tx = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_plan_always_fits_two_buffers() {
+        for in_flight in [0, 16 << 20, 64 << 20, 128 << 20, 1 << 30] {
+            let mut settings = Settings::new(3);
+            settings.in_flight_bytes = in_flight;
+            let max_chunk = 4 << 20;
+            let (budget, buffer) = memory_plan(&settings, 16 << 20, max_chunk);
+            let largest_request = buffer.max(2 * max_chunk);
+            assert!(2 * largest_request <= budget, "{in_flight}: {budget} < 2 × {largest_request}");
+        }
+        let (budget, buffer) = memory_plan(&Settings::new(3), 16 << 20, 4 << 20);
+        assert_eq!((budget, buffer), (64 << 20, 16 << 20), "the default plan");
     }
 }
