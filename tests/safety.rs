@@ -63,7 +63,8 @@ fn craft(repo: &TestRepo, build: impl Fn(&mut BackupSession) -> Result<Tree, Pip
 
 fn file_with(session: &mut BackupSession, name: &str, data: &'static [u8]) -> Result<Node, PipelineError> {
     let mut splitter = session.content_splitter();
-    let content = session.add_stream(data, &mut splitter, None, name)?;
+    let pending = session.add_stream(data, &mut splitter, None, name)?;
+    let content = session.wait(pending)?;
     let mut n = node(name, NodeKind::File);
     n.size = content.size;
     n.content = content.blobs;

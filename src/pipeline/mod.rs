@@ -9,12 +9,14 @@
 //! 1. Bytes held in read buffers never exceed the read budget
 //!    (`in_flight_bytes` minus the packs in memory); every queue is bounded.
 //! 2. A chunk is a `Bytes::slice` of a read buffer; only sealing allocates new bytes.
+//!    Reading and cutting (the source's thread) overlap with hashing (the hasher's).
 //! 3. A pack is indexed only after it is durable; the session returns only after the
 //!    index is durable; the snapshot is written by the caller after that.
 //! 4. The first stage error stops the rest and is the one reported.
 
 mod budget;
 mod buffers;
+mod hash;
 mod pack;
 mod read;
 mod seal;
@@ -25,7 +27,8 @@ mod upload;
 pub use budget::Budget;
 pub use buffers::ReadBuffers;
 pub use read::{ChunkReader, DEFAULT_BUFFER_BYTES};
-pub use session::{BackupSession, Progress, StreamContent};
+pub use hash::StreamContent;
+pub use session::{BackupSession, PendingContent, Progress};
 
 use crate::repo::RepoError;
 

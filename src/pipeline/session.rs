@@ -1,25 +1,25 @@
 //! A backup run: the handle a source pushes streams and trees into.
 //!
 //! ```text
-//! source thread ─ChunkReader─► hash ─► dedup ─┬─► [chunk queue] ─► sealers ×N ─► [sealed queue]
-//!  (this type)                                └─ duplicate: dropped here          │
-//!                                                                   packer ◄──────┘
-//!                                                                     │ [pack queue]
-//!                                                      uploader (tokio) ─► packs, then index
+//! source thread ─ChunkReader─► [hash queue] ─► hasher: hash, dedup ─┬─► [chunk queue] ─► sealers ×N
+//!  (this type: read, cut)                                            └─ duplicate: dropped   │
+//!                                                                      packer ◄─[sealed queue]┘
+//!                                                                        │ [pack queue]
+//!                                                         uploader (tokio) ─► packs, then index
 //! ```
-//! The source thread reads, cuts, hashes and decides dedup itself: those steps are cheap
-//! next to compression and keep each file's blob list in order without a reorder stage.
-//! Dedup owns the set of ids seen this run; the index of earlier runs is read-only.
+//! The source thread reads and cuts; the hasher names chunks, decides dedup and builds each
+//! stream's blob list in order, so the two costs every byte pays overlap. A stream's list
+//! comes back as a [`PendingContent`] that the source resolves when it needs it (at the end
+//! of a directory, say), so small files do not wait for the hasher one by one.
 //! [`BackupSession::finish`] closes the queues in order and returns only when every pack
 //! and the index naming them are durable; the caller writes the snapshot after that.
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
@@ -34,7 +34,8 @@ use super::budget::Budget;
 use super::buffers::ReadBuffers;
 use super::pack::run_packer;
 use super::read::ChunkReader;
-use super::seal::{spawn_sealers, NewBlob};
+use super::hash::{run_hasher, HashJob, HashStats, StreamContent};
+use super::seal::spawn_sealers;
 use super::split::{FastCdc, Splitter};
 use super::upload::{run_uploader, UploadOutcome};
 use super::{PipelineError, Settings};
@@ -46,25 +47,23 @@ pub struct Progress {
     pub bytes_stored: Arc<AtomicU64>,
 }
 
-/// One stream's content as stored: its blobs in order and its length.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StreamContent {
-    pub blobs: Vec<BlobId>,
-    pub size: u64,
-}
+/// A stream's content, known once the hasher reaches the stream's end; resolve it with
+/// [`BackupSession::wait`].
+#[must_use]
+pub struct PendingContent(Receiver<StreamContent>);
 
 pub struct BackupSession {
     keys: Keys,
-    index: Arc<MasterIndex>,
-    seen: HashSet<BlobId>,
     buffers: ReadBuffers,
     chunker: crate::repo::config::ChunkerParams,
     runtime: Handle,
-    chunk_tx: Option<Sender<NewBlob>>,
+    hash_tx: Option<Sender<HashJob>>,
+    hasher: Option<std::thread::JoinHandle<HashStats>>,
     sealers: Vec<std::thread::JoinHandle<()>>,
     packer: Option<std::thread::JoinHandle<()>>,
     uploader: Option<tokio::task::JoinHandle<Result<UploadOutcome, RepoError>>>,
-    stats: SnapshotStats,
+    bytes_read: u64,
+    hashed: HashStats,
     progress: Arc<Progress>,
 }
 
@@ -82,10 +81,16 @@ impl BackupSession {
         let config = repo.config();
         let workers = settings.workers.max(1);
         let pack_target = config.pack_target_bytes as usize;
+        let (hash_tx, hash_rx) = crossbeam_channel::bounded(16);
         let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(workers * 2);
         let (sealed_tx, sealed_rx) = crossbeam_channel::bounded(workers * 2);
         let (pack_tx, pack_rx) = mpsc::channel(1);
         let sealers = spawn_sealers(workers, repo.keys(), settings.compression_level, chunk_rx, sealed_tx)
+            .map_err(PipelineError::Start)?;
+        let keys = repo.keys().clone();
+        let hasher = std::thread::Builder::new()
+            .name("stowage-hash".into())
+            .spawn(move || run_hasher(keys, index, hash_rx, chunk_tx))
             .map_err(PipelineError::Start)?;
         let keys = repo.keys().clone();
         let packer = std::thread::Builder::new()
@@ -102,16 +107,16 @@ impl BackupSession {
         let (read_budget, buffer_bytes) = memory_plan(&settings, pack_target, config.chunker.max_bytes as usize);
         Ok(BackupSession {
             keys: repo.keys().clone(),
-            index,
-            seen: HashSet::new(),
             buffers: ReadBuffers::new(Budget::new(read_budget), buffer_bytes),
             chunker: config.chunker,
             runtime,
-            chunk_tx: Some(chunk_tx),
+            hash_tx: Some(hash_tx),
+            hasher: Some(hasher),
             sealers,
             packer: Some(packer),
             uploader: Some(uploader),
-            stats: SnapshotStats::default(),
+            bytes_read: 0,
+            hashed: HashStats::default(),
             progress,
         })
     }
@@ -125,8 +130,8 @@ impl BackupSession {
         self.progress.clone()
     }
 
-    /// Reads `reader` to its end, cut by `splitter`, and stores every new chunk.
-    /// `what` names the source in errors (a path, `stdin`).
+    /// Reads `reader` to its end, cut by `splitter`, and sends every chunk on to be hashed
+    /// and, when new, stored. `what` names the source in errors (a path, `stdin`).
     ///
     /// # Errors
     /// [`PipelineError::Read`] naming `what`, or the failure of a later stage.
@@ -136,10 +141,9 @@ impl BackupSession {
         splitter: &mut dyn Splitter,
         size_hint: Option<u64>,
         what: &str,
-    ) -> Result<StreamContent, PipelineError> {
+    ) -> Result<PendingContent, PipelineError> {
         let buffers = self.buffers.clone();
         let mut chunks = ChunkReader::new(reader, splitter, &buffers, size_hint);
-        let mut content = StreamContent::default();
         let mut reported = 0;
         loop {
             let chunk = match chunks.next_chunk() {
@@ -152,17 +156,30 @@ impl BackupSession {
                     })
                 }
             };
-            content.size += chunk.len() as u64;
             let read = chunks.bytes_read();
             self.progress.bytes_read.fetch_add(read - reported, Ordering::Relaxed);
             reported = read;
-            content.blobs.push(self.store_blob(BlobKind::Data, chunk)?);
+            self.send(HashJob::Chunk(chunk))?;
         }
-        self.stats.bytes_read += content.size;
-        Ok(content)
+        self.bytes_read += chunks.bytes_read();
+        let (reply, pending) = crossbeam_channel::bounded(1);
+        self.send(HashJob::EndStream(reply))?;
+        Ok(PendingContent(pending))
     }
 
-    /// Stores one blob whole (a tree, or a small object) and returns its id.
+    /// The content of a stream passed to [`BackupSession::add_stream`]; blocks until the
+    /// hasher has reached its end.
+    ///
+    /// # Errors
+    /// The failure of a later stage.
+    pub fn wait(&mut self, pending: PendingContent) -> Result<StreamContent, PipelineError> {
+        match pending.0.recv() {
+            Ok(content) => Ok(content),
+            Err(_) => Err(self.shut_down().err().unwrap_or(PipelineError::Stopped)),
+        }
+    }
+
+    /// Stores one blob whole (a tree, or a small object) and returns its id at once.
     ///
     /// # Errors
     /// [`PipelineError::TooLarge`], or the failure of a later stage.
@@ -170,23 +187,18 @@ impl BackupSession {
         if data.len() > MAX_BLOB_LEN {
             return Err(PipelineError::TooLarge { len: data.len() });
         }
-        self.store_blob(kind, data)
+        let id = self.keys.blob_id(&data);
+        self.send(HashJob::Blob { kind, id, data })?;
+        Ok(id)
     }
 
-    fn store_blob(&mut self, kind: BlobKind, data: Bytes) -> Result<BlobId, PipelineError> {
-        let id = self.keys.blob_id(&data);
-        self.stats.blobs += 1;
-        if self.index.contains(&id) || !self.seen.insert(id) {
-            return Ok(id);
-        }
-        self.stats.blobs_new += 1;
-        self.stats.bytes_new += data.len() as u64;
-        let sent = match &self.chunk_tx {
-            Some(tx) => tx.send(NewBlob { kind, id, data }).is_ok(),
+    fn send(&mut self, job: HashJob) -> Result<(), PipelineError> {
+        let sent = match &self.hash_tx {
+            Some(tx) => tx.send(job).is_ok(),
             None => false,
         };
         if sent {
-            Ok(id)
+            Ok(())
         } else {
             Err(self.shut_down().err().unwrap_or(PipelineError::Stopped))
         }
@@ -194,8 +206,14 @@ impl BackupSession {
 
     /// Closes the queues in order and waits for every stage.
     fn shut_down(&mut self) -> Result<UploadOutcome, PipelineError> {
-        self.chunk_tx = None;
+        self.hash_tx = None;
         let mut panicked = false;
+        if let Some(hasher) = self.hasher.take() {
+            match hasher.join() {
+                Ok(stats) => self.hashed = stats,
+                Err(_) => panicked = true,
+            }
+        }
         for sealer in self.sealers.drain(..) {
             panicked |= sealer.join().is_err();
         }
@@ -222,9 +240,14 @@ impl BackupSession {
     /// The first failure of any stage.
     pub fn finish(mut self) -> Result<SnapshotStats, PipelineError> {
         let outcome = self.shut_down()?;
-        let mut stats = std::mem::take(&mut self.stats);
-        stats.bytes_stored = outcome.bytes_stored;
-        Ok(stats)
+        Ok(SnapshotStats {
+            bytes_read: self.bytes_read,
+            bytes_new: self.hashed.bytes_new,
+            bytes_stored: outcome.bytes_stored,
+            blobs: self.hashed.blobs,
+            blobs_new: self.hashed.blobs_new,
+            ..SnapshotStats::default()
+        })
     }
 }
 
@@ -245,7 +268,7 @@ fn memory_plan(settings: &Settings, pack_target: usize, max_chunk: usize) -> (us
 impl Drop for BackupSession {
     fn drop(&mut self) {
         // An abandoned run: stop feeding the stages and let them wind down on their own.
-        self.chunk_tx = None;
+        self.hash_tx = None;
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::pipeline::split::FastCdc;
-use crate::pipeline::{BackupSession, PipelineError};
+use crate::pipeline::{BackupSession, PendingContent, PipelineError};
 use crate::repo::blob::BlobKind;
 use crate::repo::tree::{text_and_hex, Node, NodeKind, Tree};
 
@@ -28,6 +28,12 @@ impl FilesSource {
     pub fn new(paths: Vec<PathBuf>) -> Self {
         FilesSource { paths }
     }
+}
+
+/// A node whose file content may still be in the hasher's queue.
+struct Entry {
+    node: Node,
+    pending: Option<PendingContent>,
 }
 
 struct Walk<'a> {
@@ -60,8 +66,8 @@ impl Walk<'_> {
         self.report.warnings.push(message);
     }
 
-    /// The node for `path` (named `name`), or `None` when it is skipped.
-    fn visit(&mut self, path: &Path, name: &[u8]) -> Result<Option<Node>, PipelineError> {
+    /// The entry for `path` (named `name`), or `None` when it is skipped.
+    fn visit(&mut self, path: &Path, name: &[u8]) -> Result<Option<Entry>, PipelineError> {
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) => {
@@ -80,20 +86,21 @@ impl Walk<'_> {
                     return Ok(None);
                 }
             };
-            let mut node = base_node(name, &meta, NodeKind::File);
+            let node = base_node(name, &meta, NodeKind::File);
             let what = path.display().to_string();
-            let content = self
+            let pending = self
                 .session
                 .add_stream(file, &mut self.splitter, Some(meta.len()), &what)?;
-            node.size = content.size;
-            node.content = content.blobs;
             self.report.stats.files += 1;
-            Ok(Some(node))
+            Ok(Some(Entry {
+                node,
+                pending: Some(pending),
+            }))
         } else if file_type.is_dir() {
             let mut node = base_node(name, &meta, NodeKind::Dir);
             node.subtree = Some(self.dir(path)?);
             self.report.stats.dirs += 1;
-            Ok(Some(node))
+            Ok(Some(Entry { node, pending: None }))
         } else if file_type.is_symlink() {
             let target = match fs::read_link(path) {
                 Ok(target) => target,
@@ -108,7 +115,7 @@ impl Walk<'_> {
             node.target = Some(target);
             node.target_hex = target_hex;
             self.report.stats.symlinks += 1;
-            Ok(Some(node))
+            Ok(Some(Entry { node, pending: None }))
         } else {
             self.report.stats.skipped += 1;
             tracing::warn!("{}: special file skipped", path.display());
@@ -133,11 +140,26 @@ impl Walk<'_> {
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let mut tree = Tree::default();
+        let mut entries = Vec::with_capacity(names.len());
         for name in names {
-            if let Some(node) = self.visit(&path.join(&name), name.as_bytes())? {
-                tree.nodes.push(node);
+            if let Some(entry) = self.visit(&path.join(&name), name.as_bytes())? {
+                entries.push(entry);
             }
+        }
+        self.store_tree(entries)
+    }
+
+    /// Resolves the entries' file contents (waiting for the hasher only here, once per
+    /// directory) and stores the tree.
+    fn store_tree(&mut self, entries: Vec<Entry>) -> Result<crate::repo::id::BlobId, PipelineError> {
+        let mut tree = Tree::default();
+        for Entry { mut node, pending } in entries {
+            if let Some(pending) = pending {
+                let content = self.session.wait(pending)?;
+                node.size = content.size;
+                node.content = content.blobs;
+            }
+            tree.nodes.push(node);
         }
         self.session.add_blob(BlobKind::Tree, Bytes::from(tree.encode()))
     }
@@ -155,7 +177,7 @@ impl Source for FilesSource {
             splitter,
             report: SourceReport::default(),
         };
-        let mut root = Tree::default();
+        let mut root: Vec<Entry> = Vec::new();
         for path in &self.paths {
             let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             walk.report.paths.push(absolute.display().to_string());
@@ -163,7 +185,7 @@ impl Source for FilesSource {
                 Some(name) => name.as_bytes().to_vec(),
                 None => b"root".to_vec(),
             };
-            if root.nodes.iter().any(|n| n.os_name().is_some_and(|o| o.as_bytes() == name)) {
+            if root.iter().any(|e| e.node.os_name().is_some_and(|o| o.as_bytes() == name)) {
                 return Err(PipelineError::Read {
                     what: path.display().to_string(),
                     source: std::io::Error::new(
@@ -180,14 +202,14 @@ impl Source for FilesSource {
                     })
                 }
                 Ok(_) => {
-                    if let Some(node) = walk.visit(&absolute, &name)? {
-                        root.nodes.push(node);
+                    if let Some(entry) = walk.visit(&absolute, &name)? {
+                        root.push(entry);
                     }
                 }
             }
         }
-        root.nodes.sort_by_key(|n| n.os_name().map(|o| o.as_bytes().to_vec()));
-        let tree = walk.session.add_blob(BlobKind::Tree, Bytes::from(root.encode()))?;
+        root.sort_by_key(|e| e.node.os_name().map(|o| o.as_bytes().to_vec()));
+        let tree = walk.store_tree(root)?;
         Ok(SourceOutcome {
             tree,
             report: walk.report,

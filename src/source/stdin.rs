@@ -32,7 +32,8 @@ impl<R: Read + Send> Source for StdinSource<R> {
     fn run(&mut self, session: &mut BackupSession) -> Result<SourceOutcome, PipelineError> {
         let reader = self.reader.take().ok_or(PipelineError::Stopped)?;
         let mut splitter = session.content_splitter();
-        let content = session.add_stream(reader, &mut splitter, None, "standard input")?;
+        let pending = session.add_stream(reader, &mut splitter, None, "standard input")?;
+        let content = session.wait(pending)?;
         let now = chrono::Utc::now();
         let node = Node {
             name: self.name.clone(),
