@@ -62,11 +62,16 @@ impl<'a, R: Read> ChunkReader<'a, R> {
     pub fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
         loop {
             let avail = &self.buf[self.pos..];
-            if let Some(n) = self.splitter.next_cut(avail, self.eof) {
-                if n > 0 {
-                    let chunk = self.buf.slice(self.pos..self.pos + n);
-                    self.pos += n;
-                    return Ok(Some(chunk));
+            // Ask the splitter only when a cut is certain (a maximum chunk is at hand, or
+            // the input ended): a scan that finds nothing would be repeated in full on the
+            // next buffer.
+            if avail.len() >= self.splitter.max_chunk() || self.eof {
+                if let Some(n) = self.splitter.next_cut(avail, self.eof) {
+                    if n > 0 {
+                        let chunk = self.buf.slice(self.pos..self.pos + n);
+                        self.pos += n;
+                        return Ok(Some(chunk));
+                    }
                 }
             }
             if self.eof {
