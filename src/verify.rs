@@ -66,7 +66,13 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    fn problem(&mut self, object: Option<String>, blob: Option<BlobId>, snapshot: Option<SnapshotId>, message: impl Into<String>) {
+    fn problem(
+        &mut self,
+        object: Option<String>,
+        blob: Option<BlobId>,
+        snapshot: Option<SnapshotId>,
+        message: impl Into<String>,
+    ) {
         self.problems.push(Problem {
             object,
             blob,
@@ -81,7 +87,11 @@ impl VerifyReport {
 ///
 /// # Errors
 /// Store failures while listing.
-pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Result<VerifyReport, RepoError> {
+pub async fn verify(
+    repo: &Repository,
+    read_data: bool,
+    parallel: usize,
+) -> Result<VerifyReport, RepoError> {
     let mut report = VerifyReport::default();
 
     // 1. Index files.
@@ -102,7 +112,12 @@ pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Resu
                 }
                 master.add(id, packs);
             }
-            Err(e) => report.problem(Some(layout::index(&id).to_string()), None, None, format!("cannot read index: {e}")),
+            Err(e) => report.problem(
+                Some(layout::index(&id).to_string()),
+                None,
+                None,
+                format!("cannot read index: {e}"),
+            ),
         }
     }
 
@@ -118,7 +133,12 @@ pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Resu
     for (pack, len) in master.packs() {
         let key = layout::pack(pack).to_string();
         match stored.get(&key) {
-            None => report.problem(Some(key.clone()), None, None, "pack is named by the index but missing from the store"),
+            None => report.problem(
+                Some(key.clone()),
+                None,
+                None,
+                "pack is named by the index but missing from the store",
+            ),
             Some(size) if size != len => report.problem(
                 Some(key.clone()),
                 None,
@@ -140,7 +160,12 @@ pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Resu
         let snapshot = match repo.read_snapshot(id).await {
             Ok(s) => s,
             Err(e) => {
-                report.problem(Some(layout::snapshot(&id).to_string()), None, Some(id), format!("cannot read snapshot: {e}"));
+                report.problem(
+                    Some(layout::snapshot(&id).to_string()),
+                    None,
+                    Some(id),
+                    format!("cannot read snapshot: {e}"),
+                );
                 continue;
             }
         };
@@ -157,14 +182,28 @@ pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Resu
                 continue;
             };
             let pack_key = layout::pack(&loc.pack).to_string();
-            let tree = match repo.read_blob(&master, &tree_id).await.map(|raw| Tree::decode(&raw)) {
+            let tree = match repo
+                .read_blob(&master, &tree_id)
+                .await
+                .map(|raw| Tree::decode(&raw))
+            {
                 Ok(Ok(tree)) => tree,
                 Ok(Err(e)) => {
-                    report.problem(Some(pack_key), Some(tree_id), Some(id), format!("tree does not decode: {e}"));
+                    report.problem(
+                        Some(pack_key),
+                        Some(tree_id),
+                        Some(id),
+                        format!("tree does not decode: {e}"),
+                    );
                     continue;
                 }
                 Err(e) => {
-                    report.problem(Some(pack_key), Some(tree_id), Some(id), format!("cannot read tree: {e}"));
+                    report.problem(
+                        Some(pack_key),
+                        Some(tree_id),
+                        Some(id),
+                        format!("cannot read tree: {e}"),
+                    );
                     continue;
                 }
             };
@@ -172,13 +211,23 @@ pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Resu
                 match node.kind {
                     NodeKind::Dir => match node.subtree {
                         Some(sub) => stack.push(sub),
-                        None => report.problem(None, Some(tree_id), Some(id), format!("directory {:?} has no subtree", node.name)),
+                        None => report.problem(
+                            None,
+                            Some(tree_id),
+                            Some(id),
+                            format!("directory {:?} has no subtree", node.name),
+                        ),
                     },
                     NodeKind::File => {
                         for blob in node.content {
                             needed_by.entry(blob).or_insert(id);
                             if !master.contains(&blob) {
-                                report.problem(None, Some(blob), Some(id), format!("data of {:?} is not in any index", node.name));
+                                report.problem(
+                                    None,
+                                    Some(blob),
+                                    Some(id),
+                                    format!("data of {:?} is not in any index", node.name),
+                                );
                             }
                         }
                     }
@@ -208,12 +257,18 @@ pub async fn verify(repo: &Repository, read_data: bool, parallel: usize) -> Resu
             report.problems.extend(problems);
         }
     }
-    report.problems.sort_by(|a, b| a.object.cmp(&b.object).then(a.blob.cmp(&b.blob)));
+    report
+        .problems
+        .sort_by(|a, b| a.object.cmp(&b.object).then(a.blob.cmp(&b.blob)));
     Ok(report)
 }
 
 /// Reads one pack whole and checks everything in it.
-async fn check_pack(repo: &Repository, pack: IndexPack, needed_by: &HashMap<BlobId, SnapshotId>) -> (u64, Vec<Problem>) {
+async fn check_pack(
+    repo: &Repository,
+    pack: IndexPack,
+    needed_by: &HashMap<BlobId, SnapshotId>,
+) -> (u64, Vec<Problem>) {
     let key = layout::pack(&pack.id);
     let object = Some(key.to_string());
     let bytes = match repo.store().get(&key).await {
@@ -232,13 +287,21 @@ async fn check_pack(repo: &Repository, pack: IndexPack, needed_by: &HashMap<Blob
     };
     let len = bytes.len() as u64;
     let keys = repo.keys().clone();
-    let snapshots: Vec<(BlobId, Option<SnapshotId>)> =
-        pack.entries.iter().map(|e| (e.id, needed_by.get(&e.id).copied())).collect();
+    let snapshots: Vec<(BlobId, Option<SnapshotId>)> = pack
+        .entries
+        .iter()
+        .map(|e| (e.id, needed_by.get(&e.id).copied()))
+        .collect();
     let checked = tokio::task::spawn_blocking(move || {
         // Blobs are decrypted in place: the pack is read once and nothing is copied.
         let mut bytes = bytes::BytesMut::from(bytes);
         let mut problems = Vec::new();
-        let snapshot_of = |id: &BlobId| snapshots.iter().find(|(b, _)| b == id).and_then(|(_, s)| *s);
+        let snapshot_of = |id: &BlobId| {
+            snapshots
+                .iter()
+                .find(|(b, _)| b == id)
+                .and_then(|(_, s)| *s)
+        };
         let mut push = |blob: Option<BlobId>, message: String| {
             problems.push(Problem {
                 object: object.clone(),
@@ -248,14 +311,20 @@ async fn check_pack(repo: &Repository, pack: IndexPack, needed_by: &HashMap<Blob
             })
         };
         if content_hash(&bytes) != pack.id.0 {
-            push(None, "pack content does not match its name (hash mismatch)".into());
+            push(
+                None,
+                "pack content does not match its name (hash mismatch)".into(),
+            );
         }
         match read_pack_trailer(&keys, &bytes) {
             Ok(trailer) => {
                 let in_trailer: HashSet<&PackEntry> = trailer.iter().collect();
                 for e in &pack.entries {
                     if !in_trailer.contains(e) {
-                        push(Some(e.id), "index entry does not match the pack trailer".into());
+                        push(
+                            Some(e.id),
+                            "index entry does not match the pack trailer".into(),
+                        );
                     }
                 }
             }

@@ -16,7 +16,10 @@ fn name_of(path: &std::path::Path) -> String {
 fn flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_restore() {
     let repo = TestRepo::new();
     let data = pattern(3 * 1024 * 1024, 10);
-    let snap = repo.backup_stdin("f", &data)["snapshot"].as_str().unwrap().to_string();
+    let snap = repo.backup_stdin("f", &data)["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
     repo.ok(&["verify", "--read-data"]);
     let packs = repo.objects("data");
     assert_eq!(packs.len(), 1);
@@ -27,11 +30,27 @@ fn flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_restore() {
     // Structure alone cannot see it (sizes match); the data check must.
     repo.ok(&["verify"]);
     let out = repo.cmd(&["verify", "--read-data"]).output().unwrap();
-    assert_fails_with(&out, &[&name_of(&packs[0]), "hash mismatch", "authentication failed", &snap[..8]]);
-    let report = repo.cmd(&["--json", "verify", "--read-data"]).output().unwrap();
+    assert_fails_with(
+        &out,
+        &[
+            &name_of(&packs[0]),
+            "hash mismatch",
+            "authentication failed",
+            &snap[..8],
+        ],
+    );
+    let report = repo
+        .cmd(&["--json", "verify", "--read-data"])
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
     let problems = json["report"]["problems"].as_array().unwrap();
-    assert!(problems.iter().any(|p| p["blob"].is_string() && p["snapshot"] == serde_json::json!(snap)), "{json}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["blob"].is_string() && p["snapshot"] == serde_json::json!(snap)),
+        "{json}"
+    );
 
     let out = repo.cmd(&["cat", "latest"]).output().unwrap();
     assert_fails_with(&out, &["authentication failed"]);
@@ -58,7 +77,15 @@ fn truncated_index_is_named() {
     std::fs::write(index, &bytes[..bytes.len() / 2]).unwrap();
     let out = repo.cmd(&["verify"]).output().unwrap();
     assert_fails_with(&out, &[&name_of(index), "hash mismatch"]);
-    let out = repo.cmd(&["restore", "latest", "--to", repo.scratch("out").to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&[
+            "restore",
+            "latest",
+            "--to",
+            repo.scratch("out").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert_fails_with(&out, &[&name_of(index), "damaged"]);
 }
 
@@ -77,7 +104,11 @@ fn corrupt_snapshot_is_named() {
 #[test]
 fn wrong_passphrase_and_missing_repository_have_their_own_exit_codes() {
     let repo = TestRepo::new();
-    let out = repo.cmd(&["snapshots"]).env("STOWAGE_PASSWORD", "wrong").output().unwrap();
+    let out = repo
+        .cmd(&["snapshots"])
+        .env("STOWAGE_PASSWORD", "wrong")
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["wrong passphrase"]);
     assert_eq!(out.status.code(), Some(12));
     let empty = TestRepo::empty();
@@ -86,9 +117,19 @@ fn wrong_passphrase_and_missing_repository_have_their_own_exit_codes() {
     assert_eq!(out.status.code(), Some(10));
     let out = repo.cmd(&["init"]).output().unwrap();
     assert_fails_with(&out, &["already holds a repository"]);
-    let out = common::stowage().env_remove("STOWAGE_REPO").env("STOWAGE_PASSWORD", "x").arg("snapshots").output().unwrap();
+    let out = common::stowage()
+        .env_remove("STOWAGE_REPO")
+        .env("STOWAGE_PASSWORD", "x")
+        .arg("snapshots")
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["no repository given"]);
-    let out = repo.cmd(&["snapshots"]).env_remove("STOWAGE_PASSWORD").stdin(Stdio::null()).output().unwrap();
+    let out = repo
+        .cmd(&["snapshots"])
+        .env_remove("STOWAGE_PASSWORD")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["STOWAGE_PASSWORD"]);
 }
 
@@ -96,9 +137,15 @@ fn wrong_passphrase_and_missing_repository_have_their_own_exit_codes() {
 fn unreadable_source_file_fails_the_backup_with_its_name() {
     let repo = TestRepo::new();
     let missing = repo.scratch("does-not-exist");
-    let out = repo.cmd(&["backup", "files", missing.to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&["backup", "files", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["does-not-exist"]);
-    assert!(repo.objects("snapshots").is_empty(), "no snapshot for a failed backup");
+    assert!(
+        repo.objects("snapshots").is_empty(),
+        "no snapshot for a failed backup"
+    );
 }
 
 #[test]
@@ -126,7 +173,11 @@ fn kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_bac
         repo.backup_stdin("after", &data);
         assert_eq!(repo.cat(&["latest", "--name", "after"]), data);
     }
-    assert!(repo.json(&["snapshots", "--name", "killed"]).as_array().unwrap().is_empty());
+    assert!(repo
+        .json(&["snapshots", "--name", "killed"])
+        .as_array()
+        .unwrap()
+        .is_empty());
     repo.ok(&["verify", "--read-data"]);
 }
 
@@ -142,7 +193,11 @@ fn modified_config_is_detected_and_stray_key_files_are_skipped() {
     // The config is plaintext, but the key files seal its hash.
     let config = repo.path().join("config");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("\"compression_level\": 3", "\"compression_level\": 19")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"compression_level\": 3", "\"compression_level\": 19"),
+    )
+    .unwrap();
     let out = repo.cmd(&["snapshots"]).output().unwrap();
     assert_fails_with(&out, &["config", "modified after init"]);
 }

@@ -833,9 +833,10 @@ fn gen_config() -> Value {
         edit("min_bytes not below avg_bytes", &|v| {
             v["chunker"]["min_bytes"] = json!(1 << 20)
         }),
-        edit("odd min_bytes (a cut could fall one byte below min)", &|v| {
-            v["chunker"]["min_bytes"] = json!(262_145)
-        }),
+        edit(
+            "odd min_bytes (a cut could fall one byte below min)",
+            &|v| v["chunker"]["min_bytes"] = json!(262_145),
+        ),
         edit("avg_bytes not a power of two", &|v| {
             v["chunker"]["avg_bytes"] = json!(1_000_000)
         }),
@@ -1499,8 +1500,12 @@ fn keyfile_vectors() {
         let other: RepoId = case["repo_id"].as_str().unwrap().parse().unwrap();
         let other_config: [u8; 32] = hex_field(&case["config_hash"]).try_into().unwrap();
         assert!(
-            file.unwrap_key(case["passphrase"].as_str().unwrap().as_bytes(), other, other_config)
-                .is_err(),
+            file.unwrap_key(
+                case["passphrase"].as_str().unwrap().as_bytes(),
+                other,
+                other_config
+            )
+            .is_err(),
             "{why}"
         );
     }
@@ -1963,7 +1968,11 @@ fn fixture_repository_reads_with_spec_reader() {
     )
     .unwrap();
     assert_eq!(hex::encode(bound_to), config["id"].as_str().unwrap());
-    assert_eq!(hex::encode(config_hash), b3(&read("config")), "config is the one the key was made with");
+    assert_eq!(
+        hex::encode(config_hash),
+        b3(&read("config")),
+        "config is the one the key was made with"
+    );
     let keys = spec::Keys::derive(&master, cipher);
     // Index files, then the packs they name.
     let mut location: BTreeMap<[u8; 32], ([u8; 32], spec::Entry)> = BTreeMap::new();

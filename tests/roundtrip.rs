@@ -25,7 +25,10 @@ fn streams_round_trip_bit_identical() {
     // Compressible data is stored smaller than it is.
     let snaps = repo.json(&["snapshots", "--name", "compressible"]);
     let stats = &snaps[0]["stats"];
-    assert!(stats["bytes_stored"].as_u64().unwrap() * 4 < stats["bytes_read"].as_u64().unwrap(), "{stats}");
+    assert!(
+        stats["bytes_stored"].as_u64().unwrap() * 4 < stats["bytes_read"].as_u64().unwrap(),
+        "{stats}"
+    );
     repo.ok(&["verify", "--read-data"]);
 }
 
@@ -37,7 +40,10 @@ fn second_backup_of_unchanged_data_stores_under_one_percent() {
     assert!(first["bytes_stored"].as_u64().unwrap() >= data.len() as u64);
     let second = repo.backup_stdin("db.dump", &data);
     let stored = second["bytes_stored"].as_u64().unwrap();
-    assert!(stored * 100 < data.len() as u64, "second backup stored {stored} bytes");
+    assert!(
+        stored * 100 < data.len() as u64,
+        "second backup stored {stored} bytes"
+    );
     assert_eq!(second["bytes_read"], data.len() as u64);
     assert_eq!(repo.cat(&["latest"]), data);
 }
@@ -51,12 +57,18 @@ fn one_byte_change_in_100_mib_stores_about_one_chunk() {
     repo.ok(&["backup", "files", src.to_str().unwrap()]);
     data[50 * 1024 * 1024] ^= 0xff;
     write(&src.join("big.bin"), &data);
-    let out = repo.cmd(&["--json", "backup", "files", src.to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&["--json", "backup", "files", src.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_success(&out, &["backup", "files"]);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let new = result["bytes_new"].as_u64().unwrap();
     // One chunk averages 1 MiB and is at most 4 MiB; the change may also move one boundary.
-    assert!(new <= 8 * 1024 * 1024, "a 1-byte change stored {new} new bytes");
+    assert!(
+        new <= 8 * 1024 * 1024,
+        "a 1-byte change stored {new} new bytes"
+    );
     assert!(result["blobs_new"].as_u64().unwrap() <= 5, "{result}");
     assert_eq!(repo.cat(&["latest", "src/big.bin"]), data);
 }
@@ -78,15 +90,25 @@ fn file_tree_with_symlinks_modes_and_odd_names_round_trips() {
     std::fs::create_dir_all(src.join("empty-dir")).unwrap();
     std::os::unix::fs::symlink("a/b/c.txt", src.join("link")).unwrap();
     std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
-    std::fs::set_permissions(src.join("a/b/c.txt"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(
+        src.join("a/b/c.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
     std::fs::set_permissions(src.join("a"), std::fs::Permissions::from_mode(0o750)).unwrap();
     let mtime = filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789);
     filetime::set_file_mtime(src.join("big.bin"), mtime).unwrap();
     let fifo = src.join("fifo");
-    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(status.success());
 
-    let out = repo.cmd(&["--json", "backup", "files", src.to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&["--json", "backup", "files", src.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_success(&out, &["backup", "files"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("special file skipped"));
 
@@ -95,26 +117,52 @@ fn file_tree_with_symlinks_modes_and_odd_names_round_trips() {
     let got = dest.join("tree");
     assert_eq!(std::fs::read(got.join("a/b/c.txt")).unwrap(), b"deep");
     assert_eq!(std::fs::read(got.join("empty.bin")).unwrap(), b"");
-    assert_eq!(std::fs::read(got.join("big.bin")).unwrap(), pattern(3 * 1024 * 1024, 4));
-    assert_eq!(std::fs::read(got.join("spaces and ünïcödé ✓.txt")).unwrap(), b"odd");
+    assert_eq!(
+        std::fs::read(got.join("big.bin")).unwrap(),
+        pattern(3 * 1024 * 1024, 4)
+    );
+    assert_eq!(
+        std::fs::read(got.join("spaces and ünïcödé ✓.txt")).unwrap(),
+        b"odd"
+    );
     assert_eq!(std::fs::read(got.join("newline\nname")).unwrap(), b"nl");
-    assert_eq!(std::fs::read(got.join(OsStr::from_bytes(b"latin1-\xe9"))).unwrap(), b"not utf-8");
+    assert_eq!(
+        std::fs::read(got.join(OsStr::from_bytes(b"latin1-\xe9"))).unwrap(),
+        b"not utf-8"
+    );
     assert!(got.join("empty-dir").is_dir());
-    assert_eq!(std::fs::read_link(got.join("link")).unwrap(), std::path::Path::new("a/b/c.txt"));
-    assert_eq!(std::fs::read_link(got.join("dangling")).unwrap(), std::path::Path::new("/nonexistent/target"));
+    assert_eq!(
+        std::fs::read_link(got.join("link")).unwrap(),
+        std::path::Path::new("a/b/c.txt")
+    );
+    assert_eq!(
+        std::fs::read_link(got.join("dangling")).unwrap(),
+        std::path::Path::new("/nonexistent/target")
+    );
     assert!(!got.join("fifo").exists(), "special files are not restored");
     let meta = std::fs::metadata(got.join("a/b/c.txt")).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o640);
-    assert_eq!(std::fs::metadata(got.join("a")).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::metadata(got.join("a")).unwrap().mode() & 0o7777,
+        0o750
+    );
     let big = std::fs::metadata(got.join("big.bin")).unwrap();
-    assert_eq!((big.mtime(), big.mtime_nsec()), (1_600_000_000, 123_456_789));
+    assert_eq!(
+        (big.mtime(), big.mtime_nsec()),
+        (1_600_000_000, 123_456_789)
+    );
     repo.ok(&["verify", "--read-data"]);
 }
 
 #[test]
 fn snapshots_list_filters_and_json() {
     let repo = TestRepo::new();
-    let out = repo.run_with_input(&["backup", "stdin", "--name", "a.yaml", "--tag", "k8s", "--host", "h1"], b"kind: Pod\n");
+    let out = repo.run_with_input(
+        &[
+            "backup", "stdin", "--name", "a.yaml", "--tag", "k8s", "--host", "h1",
+        ],
+        b"kind: Pod\n",
+    );
     assert_success(&out, &["backup"]);
     repo.backup_stdin("b.sql", b"select 1;");
     let all = repo.json(&["snapshots"]);
@@ -132,7 +180,10 @@ fn snapshots_list_filters_and_json() {
         assert!(snap["stats"][field].is_u64(), "stats.{field} missing");
     }
     let table = repo.ok(&["snapshots"]);
-    assert!(table.contains("a.yaml") && table.contains("b.sql") && table.contains("2 snapshot(s)"), "{table}");
+    assert!(
+        table.contains("a.yaml") && table.contains("b.sql") && table.contains("2 snapshot(s)"),
+        "{table}"
+    );
     // `latest` honours filters; a unique id prefix works.
     assert_eq!(repo.cat(&["latest", "--name", "a.yaml"]), b"kind: Pod\n");
     let id = snap["id"].as_str().unwrap();
@@ -147,14 +198,26 @@ fn settings_file_carries_repository_and_password() {
     let config = repo.scratch("stowage.toml");
     std::fs::write(
         &config,
-        format!("repo = {:?}\npassword_file = {:?}\ncompression_level = 5\n", repo.path(), password_file),
+        format!(
+            "repo = {:?}\npassword_file = {:?}\ncompression_level = 5\n",
+            repo.path(),
+            password_file
+        ),
     )
     .unwrap();
     let out = common::run_with_input(
         {
             let mut cmd = common::stowage();
-            cmd.args(["--config", config.to_str().unwrap(), "backup", "stdin", "--name", "x"]);
-            cmd.env_remove("STOWAGE_REPO").env_remove("STOWAGE_PASSWORD");
+            cmd.args([
+                "--config",
+                config.to_str().unwrap(),
+                "backup",
+                "stdin",
+                "--name",
+                "x",
+            ]);
+            cmd.env_remove("STOWAGE_REPO")
+                .env_remove("STOWAGE_PASSWORD");
             cmd
         },
         b"from the settings file",
@@ -164,7 +227,10 @@ fn settings_file_carries_repository_and_password() {
 
     let bad = repo.scratch("bad.toml");
     std::fs::write(&bad, "repo = 5\nunknown_key = true\n").unwrap();
-    let out = common::stowage().args(["--config", bad.to_str().unwrap(), "snapshots"]).output().unwrap();
+    let out = common::stowage()
+        .args(["--config", bad.to_str().unwrap(), "snapshots"])
+        .output()
+        .unwrap();
     common::assert_fails_with(&out, &["bad.toml"]);
 }
 
@@ -175,19 +241,40 @@ fn quickstart_runs_end_to_end() {
     write(&src.join("x/y.txt"), &compressible(200_000));
     write(&src.join("r.bin"), &pattern(300_000, 9));
     let out = common::stowage()
-        .args(["quickstart", "--source", src.to_str().unwrap(), "--dir", dir.path().join("qs").to_str().unwrap()])
+        .args([
+            "quickstart",
+            "--source",
+            src.to_str().unwrap(),
+            "--dir",
+            dir.path().join("qs").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_success(&out, &["quickstart"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("compared 2 files with the originals: identical"), "{text}");
+    assert!(
+        text.contains("compared 2 files with the originals: identical"),
+        "{text}"
+    );
 }
 
 #[test]
 fn smallest_in_flight_cap_and_one_thread_still_complete() {
     let repo = TestRepo::new();
     let data = pattern(40 * 1024 * 1024, 5);
-    let out = repo.run_with_input(&["--in-flight-mib", "16", "--threads", "1", "backup", "stdin", "--name", "x"], &data);
+    let out = repo.run_with_input(
+        &[
+            "--in-flight-mib",
+            "16",
+            "--threads",
+            "1",
+            "backup",
+            "stdin",
+            "--name",
+            "x",
+        ],
+        &data,
+    );
     assert_success(&out, &["backup with a small cap"]);
     assert_eq!(repo.cat(&["latest"]), data);
 }

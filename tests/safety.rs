@@ -53,15 +53,34 @@ impl Source for Crafted {
     }
 }
 
-fn craft(repo: &TestRepo, build: impl Fn(&mut BackupSession) -> Result<Tree, PipelineError> + Send + 'static) {
+fn craft(
+    repo: &TestRepo,
+    build: impl Fn(&mut BackupSession) -> Result<Tree, PipelineError> + Send + 'static,
+) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let store = Arc::new(LocalStore::new(repo.path()));
-    let opened = runtime.block_on(Repository::open(store, PASSWORD.as_bytes())).unwrap();
-    let mut source = Crafted { build: Box::new(build) };
-    run_backup(&opened, runtime.handle(), &mut source, SnapshotMeta::default(), Settings::new(3), |_| {}).unwrap();
+    let opened = runtime
+        .block_on(Repository::open(store, PASSWORD.as_bytes()))
+        .unwrap();
+    let mut source = Crafted {
+        build: Box::new(build),
+    };
+    run_backup(
+        &opened,
+        runtime.handle(),
+        &mut source,
+        SnapshotMeta::default(),
+        Settings::new(3),
+        |_| {},
+    )
+    .unwrap();
 }
 
-fn file_with(session: &mut BackupSession, name: &str, data: &'static [u8]) -> Result<Node, PipelineError> {
+fn file_with(
+    session: &mut BackupSession,
+    name: &str,
+    data: &'static [u8],
+) -> Result<Node, PipelineError> {
     let mut splitter = session.content_splitter();
     let pending = session.add_stream(data, &mut splitter, None, name)?;
     let content = session.wait(pending)?;
@@ -76,9 +95,16 @@ fn hostile_names_are_refused_before_anything_is_written() {
     for bad in ["..", ".", "", "a/b", "../escape", "/abs"] {
         let repo = TestRepo::new();
         let bad_name = bad.to_string();
-        craft(&repo, move |s| Ok(Tree { nodes: vec![file_with(s, &bad_name, b"pwned")?] }));
+        craft(&repo, move |s| {
+            Ok(Tree {
+                nodes: vec![file_with(s, &bad_name, b"pwned")?],
+            })
+        });
         let dest = repo.scratch("out");
-        let out = repo.cmd(&["restore", "latest", "--to", dest.to_str().unwrap()]).output().unwrap();
+        let out = repo
+            .cmd(&["restore", "latest", "--to", dest.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert_fails_with(&out, &["unsafe entry name"]);
         assert!(!repo.scratch("escape").exists() && !std::path::Path::new("/abs").exists());
     }
@@ -93,13 +119,20 @@ fn symlink_then_directory_of_the_same_name_is_refused() {
     craft(&repo, move |s| {
         let mut link = node("x", NodeKind::Symlink);
         link.target = Some(target.clone());
-        let inner = Tree { nodes: vec![file_with(s, "pwned", b"pwned")?] };
+        let inner = Tree {
+            nodes: vec![file_with(s, "pwned", b"pwned")?],
+        };
         let mut dir = node("x", NodeKind::Dir);
         dir.subtree = Some(s.add_blob(BlobKind::Tree, Bytes::from(inner.encode()))?);
-        Ok(Tree { nodes: vec![link, dir] })
+        Ok(Tree {
+            nodes: vec![link, dir],
+        })
     });
     let dest = repo.scratch("out");
-    let out = repo.cmd(&["restore", "latest", "--to", dest.to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&["restore", "latest", "--to", dest.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["names \"x\" twice"]);
     assert!(!outside.join("pwned").exists());
 }
@@ -116,14 +149,20 @@ fn existing_symlink_in_the_target_is_never_followed() {
     std::fs::create_dir_all(&dest).unwrap();
     // The target already has `src` pointing elsewhere: restore must not write through it.
     std::os::unix::fs::symlink(&outside, dest.join("src")).unwrap();
-    let out = repo.cmd(&["restore", "latest", "--to", dest.to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&["restore", "latest", "--to", dest.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["not a directory"]);
     assert!(!outside.join("file").exists());
     // A file that is a symlink is refused too.
     std::fs::remove_file(dest.join("src")).unwrap();
     std::fs::create_dir_all(dest.join("src")).unwrap();
     std::os::unix::fs::symlink(outside.join("victim"), dest.join("src/file")).unwrap();
-    let out = repo.cmd(&["restore", "latest", "--to", dest.to_str().unwrap()]).output().unwrap();
+    let out = repo
+        .cmd(&["restore", "latest", "--to", dest.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["not a regular file"]);
     assert!(!outside.join("victim").exists());
 }
@@ -161,20 +200,51 @@ fn concurrent_writers_all_succeed_and_all_restore() {
 #[test]
 fn keys_can_be_added_listed_and_removed_but_never_all() {
     let repo = TestRepo::new();
-    let out = repo.cmd(&["key", "add"]).env("STOWAGE_NEW_PASSWORD", "second secret").output().unwrap();
+    let out = repo
+        .cmd(&["key", "add"])
+        .env("STOWAGE_NEW_PASSWORD", "second secret")
+        .output()
+        .unwrap();
     common::assert_success(&out, &["key add"]);
     let keys = repo.json(&["key", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 2);
-    let other = keys.as_array().unwrap().iter().find(|k| k["current"] == false).unwrap()["id"].as_str().unwrap().to_string();
-    let current = keys.as_array().unwrap().iter().find(|k| k["current"] == true).unwrap()["id"].as_str().unwrap().to_string();
+    let other = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let current = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The new passphrase opens the repository.
-    let out = repo.cmd(&["snapshots"]).env("STOWAGE_PASSWORD", "second secret").output().unwrap();
+    let out = repo
+        .cmd(&["snapshots"])
+        .env("STOWAGE_PASSWORD", "second secret")
+        .output()
+        .unwrap();
     common::assert_success(&out, &["snapshots with second key"]);
     // The key in use cannot be removed; another can.
-    let out = repo.cmd(&["key", "remove", &current[..12]]).output().unwrap();
+    let out = repo
+        .cmd(&["key", "remove", &current[..12]])
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["in use"]);
     repo.ok(&["key", "remove", &other[..12]]);
-    let out = repo.cmd(&["snapshots"]).env("STOWAGE_PASSWORD", "second secret").output().unwrap();
+    let out = repo
+        .cmd(&["snapshots"])
+        .env("STOWAGE_PASSWORD", "second secret")
+        .output()
+        .unwrap();
     assert_fails_with(&out, &["wrong passphrase"]);
     assert_eq!(repo.json(&["key", "list"]).as_array().unwrap().len(), 1);
 }

@@ -47,12 +47,25 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
     let repo = runtime.block_on(settings.open())?;
     let (mut source, name, common): (Box<dyn Source>, String, Common) = match cmd {
         BackupCommand::Stdin { name, common } => {
-            anyhow::ensure!(!name.is_empty() && !name.contains('/'), "--name must be a plain file name, not {name:?}");
+            anyhow::ensure!(
+                !name.is_empty() && !name.contains('/'),
+                "--name must be a plain file name, not {name:?}"
+            );
             // Read fd 0 directly into the pipeline's buffers (no BufReader copy).
-            let stdin = std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?);
-            (Box::new(StdinSource::new(stdin, name.clone())), name, common)
+            let stdin = std::fs::File::from(
+                std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?,
+            );
+            (
+                Box::new(StdinSource::new(stdin, name.clone())),
+                name,
+                common,
+            )
         }
-        BackupCommand::Files { paths, name, common } => {
+        BackupCommand::Files {
+            paths,
+            name,
+            common,
+        } => {
             let name = name.unwrap_or_else(|| paths[0].display().to_string());
             (Box::new(FilesSource::new(paths)), name, common)
         }
@@ -74,7 +87,9 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
                     source.as_mut(),
                     meta,
                     settings.pipeline_settings(&repo),
-                    |progress| display = Some(ProgressDisplay::start(progress, settings.interactive)),
+                    |progress| {
+                        display = Some(ProgressDisplay::start(progress, settings.interactive))
+                    },
                 )
             })
             .join()
@@ -91,7 +106,11 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
                 "snapshot {} saved, but {} entr{} could not be read (listed above)",
                 result.id.short(),
                 result.warnings.len(),
-                if result.warnings.len() == 1 { "y" } else { "ies" }
+                if result.warnings.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                }
             ),
             code: codes::INCOMPLETE,
         }
@@ -100,7 +119,11 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
     Ok(())
 }
 
-fn report(settings: &Resolved, result: &BackupResult, elapsed: std::time::Duration) -> anyhow::Result<()> {
+fn report(
+    settings: &Resolved,
+    result: &BackupResult,
+    elapsed: std::time::Duration,
+) -> anyhow::Result<()> {
     let s = &result.snapshot.stats;
     if settings.json {
         return print_json(&serde_json::json!({

@@ -75,7 +75,9 @@ pub async fn run(settings: &Resolved, args: InitArgs) -> anyhow::Result<()> {
             "created repository {} at {} ({} encryption)",
             repo.config().id.short(),
             repo.location(),
-            serde_json::to_value(repo.config().cipher)?.as_str().unwrap_or("?")
+            serde_json::to_value(repo.config().cipher)?
+                .as_str()
+                .unwrap_or("?")
         );
         println!("keep the passphrase safe: without it the data cannot be read back");
     }

@@ -25,7 +25,8 @@ pub enum KeyCommand {
 
 fn new_password(file: Option<std::path::PathBuf>) -> anyhow::Result<Vec<u8>> {
     if let Some(path) = file {
-        let mut raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut raw =
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             raw.pop();
         }
@@ -83,7 +84,10 @@ pub async fn run(settings: &Resolved, cmd: KeyCommand) -> anyhow::Result<()> {
                 .filter(|k| k.to_string().starts_with(&id.to_ascii_lowercase()))
                 .collect();
             let [target] = matches.as_slice() else {
-                anyhow::bail!("{id:?} matches {} keys; give a unique prefix", matches.len());
+                anyhow::bail!(
+                    "{id:?} matches {} keys; give a unique prefix",
+                    matches.len()
+                );
             };
             repo.remove_key(*target).await?;
             if !settings.quiet && !settings.json {

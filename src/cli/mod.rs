@@ -123,7 +123,9 @@ pub fn exit_code(err: &anyhow::Error) -> ExitCode {
         }
         if let Some(repo) = cause.downcast_ref::<RepoError>() {
             match repo {
-                RepoError::WrongPassphrase { .. } => return ExitCode::from(codes::WRONG_PASSPHRASE),
+                RepoError::WrongPassphrase { .. } => {
+                    return ExitCode::from(codes::WRONG_PASSPHRASE)
+                }
                 RepoError::NotARepository { .. } => return ExitCode::from(codes::NO_REPOSITORY),
                 _ => {}
             }

@@ -41,21 +41,46 @@ pub fn run(settings: &Resolved, runtime: &Handle, args: QuickstartArgs) -> anyho
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let repo_dir = dir.join("repo");
     let restore_dir = dir.join("restored");
-    anyhow::ensure!(!repo_dir.exists(), "{} already exists; pick another --dir", repo_dir.display());
-    println!("stowage quickstart: backing up {} into {}", args.source.display(), repo_dir.display());
+    anyhow::ensure!(
+        !repo_dir.exists(),
+        "{} already exists; pick another --dir",
+        repo_dir.display()
+    );
+    println!(
+        "stowage quickstart: backing up {} into {}",
+        args.source.display(),
+        repo_dir.display()
+    );
 
     let store = open_store(&repo_dir.display().to_string())?;
-    let repo = runtime.block_on(Repository::init(store, DEMO_PASSPHRASE, &InitOptions::default()))?;
-    println!("1. created an encrypted repository ({})", repo_dir.display());
+    let repo = runtime.block_on(Repository::init(
+        store,
+        DEMO_PASSPHRASE,
+        &InitOptions::default(),
+    ))?;
+    println!(
+        "1. created an encrypted repository ({})",
+        repo_dir.display()
+    );
 
-    for (step, label) in [(2, "first backup"), (3, "second backup (unchanged data: dedup)")] {
+    for (step, label) in [
+        (2, "first backup"),
+        (3, "second backup (unchanged data: dedup)"),
+    ] {
         let started = Instant::now();
         let mut source = FilesSource::new(vec![args.source.clone()]);
         let meta = SnapshotMeta {
             name: "quickstart".into(),
             ..SnapshotMeta::default()
         };
-        let result = run_backup(&repo, runtime, &mut source, meta, settings.pipeline_settings(&repo), |_| {})?;
+        let result = run_backup(
+            &repo,
+            runtime,
+            &mut source,
+            meta,
+            settings.pipeline_settings(&repo),
+            |_| {},
+        )?;
         let s = &result.snapshot.stats;
         println!(
             "{step}. {label}: snapshot {}, {} files, {} read, {} stored, {:.1} s ({})",
@@ -70,7 +95,11 @@ pub fn run(settings: &Resolved, runtime: &Handle, args: QuickstartArgs) -> anyho
 
     let started = Instant::now();
     let report = runtime.block_on(verify(&repo, true, 3))?;
-    anyhow::ensure!(report.problems.is_empty(), "verify found problems: {:?}", report.problems);
+    anyhow::ensure!(
+        report.problems.is_empty(),
+        "verify found problems: {:?}",
+        report.problems
+    );
     println!(
         "4. verify --read-data: {} packs, {} blobs re-hashed, no problems ({:.1} s)",
         report.packs,
@@ -81,7 +110,14 @@ pub fn run(settings: &Resolved, runtime: &Handle, args: QuickstartArgs) -> anyho
     let started = Instant::now();
     let (id, snapshot) = runtime.block_on(repo.find_snapshot("latest", |_| true))?;
     let index = runtime.block_on(repo.load_index())?;
-    let stats = runtime.block_on(restore_snapshot(&repo, &index, id, snapshot.tree, &restore_dir, DEFAULT_PARALLEL))?;
+    let stats = runtime.block_on(restore_snapshot(
+        &repo,
+        &index,
+        id,
+        snapshot.tree,
+        &restore_dir,
+        DEFAULT_PARALLEL,
+    ))?;
     println!(
         "5. restored {} files ({}) to {} in {:.1} s",
         stats.files,
@@ -90,10 +126,17 @@ pub fn run(settings: &Resolved, runtime: &Handle, args: QuickstartArgs) -> anyho
         started.elapsed().as_secs_f64()
     );
 
-    let name = args.source.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("root"));
+    let name = args
+        .source
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("root"));
     let compared = compare_trees(&args.source, &restore_dir.join(name))?;
     println!("6. compared {compared} files with the originals: identical");
-    println!("done. Try: STOWAGE_REPO={} STOWAGE_PASSWORD='stowage quickstart' stowage snapshots", repo_dir.display());
+    println!(
+        "done. Try: STOWAGE_REPO={} STOWAGE_PASSWORD='stowage quickstart' stowage snapshots",
+        repo_dir.display()
+    );
     Ok(())
 }
 
@@ -115,7 +158,11 @@ fn compare_trees(original: &Path, restored: &Path) -> anyhow::Result<u64> {
             anyhow::ensure!(x == y, "{} differs after restore", b.display());
             count += 1;
         } else if meta.file_type().is_symlink() {
-            anyhow::ensure!(std::fs::read_link(&a)? == std::fs::read_link(&b)?, "{} link differs", b.display());
+            anyhow::ensure!(
+                std::fs::read_link(&a)? == std::fs::read_link(&b)?,
+                "{} link differs",
+                b.display()
+            );
         }
     }
     Ok(count)

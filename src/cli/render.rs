@@ -44,12 +44,17 @@ impl ProgressDisplay {
             std::thread::spawn(move || {
                 let bar = ProgressBar::new_spinner();
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {elapsed} read {bytes} ({bytes_per_sec}) {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(
+                        "{spinner} {elapsed} read {bytes} ({bytes_per_sec}) {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 while !stop.load(Ordering::Relaxed) {
                     bar.set_position(progress.bytes_read.load(Ordering::Relaxed));
-                    bar.set_message(format!("stored {}", bytes(progress.bytes_stored.load(Ordering::Relaxed))));
+                    bar.set_message(format!(
+                        "stored {}",
+                        bytes(progress.bytes_stored.load(Ordering::Relaxed))
+                    ));
                     bar.tick();
                     std::thread::sleep(Duration::from_millis(100));
                 }

@@ -36,10 +36,13 @@ pub struct CatArgs {
 
 pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Result<()> {
     let repo = settings.open().await?;
-    let (id, snapshot) = repo.find_snapshot(&args.snapshot, |s| args.filter.matches(s)).await?;
+    let (id, snapshot) = repo
+        .find_snapshot(&args.snapshot, |s| args.filter.matches(s))
+        .await?;
     let index = repo.load_index().await?;
     let started = Instant::now();
-    let stats = restore_snapshot(&repo, &index, id, snapshot.tree, &args.to, DEFAULT_PARALLEL).await?;
+    let stats =
+        restore_snapshot(&repo, &index, id, snapshot.tree, &args.to, DEFAULT_PARALLEL).await?;
     let elapsed = started.elapsed();
     if settings.json {
         print_json(&serde_json::json!({
@@ -66,7 +69,9 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
 
 pub async fn run_cat(settings: &Resolved, args: CatArgs) -> anyhow::Result<()> {
     let repo = settings.open().await?;
-    let (id, snapshot) = repo.find_snapshot(&args.snapshot, |s| args.filter.matches(s)).await?;
+    let (id, snapshot) = repo
+        .find_snapshot(&args.snapshot, |s| args.filter.matches(s))
+        .await?;
     let index = repo.load_index().await?;
     let entry = find_file(&repo, &index, id, snapshot.tree, args.path.as_deref()).await?;
     // Writing to stdout may block on a slow reader: keep it off the async workers.

@@ -43,7 +43,8 @@ pub struct Resolved {
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileSettings> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading settings file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading settings file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("settings file {}", path.display()))
 }
 
@@ -82,7 +83,8 @@ impl Resolved {
     /// a prompt on a terminal. A trailing newline in the file is not part of it.
     pub fn password(&self, prompt: &str, confirm: bool) -> anyhow::Result<Vec<u8>> {
         if let Some(path) = &self.password_file {
-            let mut raw = std::fs::read(path).with_context(|| format!("reading password file {}", path.display()))?;
+            let mut raw = std::fs::read(path)
+                .with_context(|| format!("reading password file {}", path.display()))?;
             while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 raw.pop();
             }
@@ -102,7 +104,10 @@ impl Resolved {
     }
 
     pub fn pipeline_settings(&self, repo: &Repository) -> Settings {
-        let mut settings = Settings::new(self.compression_level.unwrap_or(repo.config().compression_level));
+        let mut settings = Settings::new(
+            self.compression_level
+                .unwrap_or(repo.config().compression_level),
+        );
         settings.in_flight_bytes = self.in_flight_bytes;
         if let Some(threads) = self.threads {
             settings.workers = threads.max(1);

@@ -54,7 +54,10 @@ pub async fn run(settings: &Resolved, args: SnapshotsArgs) -> anyhow::Result<()>
                 let mut value = serde_json::to_value(s).unwrap_or_default();
                 if let Some(obj) = value.as_object_mut() {
                     obj.insert("id".into(), serde_json::json!(id));
-                    obj.insert("dedup_ratio".into(), serde_json::json!(s.stats.dedup_ratio()));
+                    obj.insert(
+                        "dedup_ratio".into(),
+                        serde_json::json!(s.stats.dedup_ratio()),
+                    );
                 }
                 value
             })
@@ -69,7 +72,9 @@ pub async fn run(settings: &Resolved, args: SnapshotsArgs) -> anyhow::Result<()>
         println!(
             "{:<8}  {:<19}  {:<12}  {:<6}  {:<24}  {:>10}  {:>10}  {}",
             id.short(),
-            s.end.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
+            s.end
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S"),
             s.host,
             s.kind,
             s.name,

@@ -19,7 +19,9 @@ pub struct VerifyArgs {
 pub async fn run(settings: &Resolved, args: VerifyArgs) -> anyhow::Result<()> {
     let repo = settings.open().await?;
     let started = Instant::now();
-    let workers = settings.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let workers = settings
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let report = verify(&repo, args.read_data, workers + 1).await?;
     let elapsed = started.elapsed();
     if settings.json {

@@ -34,7 +34,11 @@ pub enum HashJob {
     EndStream(Sender<StreamContent>),
     /// A whole blob whose id the sender computed already (trees are small and their id
     /// is needed at once by the parent tree).
-    Blob { kind: BlobKind, id: BlobId, data: Bytes },
+    Blob {
+        kind: BlobKind,
+        id: BlobId,
+        data: Bytes,
+    },
 }
 
 /// What the hasher counted.
@@ -66,7 +70,12 @@ impl Dedup {
 }
 
 /// Runs until `input` closes or the sealers stop; returns the counts.
-pub fn run_hasher(keys: Keys, index: Arc<MasterIndex>, input: Receiver<HashJob>, output: Sender<NewBlob>) -> HashStats {
+pub fn run_hasher(
+    keys: Keys,
+    index: Arc<MasterIndex>,
+    input: Receiver<HashJob>,
+    output: Sender<NewBlob>,
+) -> HashStats {
     let mut dedup = Dedup {
         index,
         seen: HashSet::new(),

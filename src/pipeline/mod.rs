@@ -26,8 +26,8 @@ mod upload;
 
 pub use budget::Budget;
 pub use buffers::ReadBuffers;
-pub use read::{ChunkReader, DEFAULT_BUFFER_BYTES};
 pub use hash::StreamContent;
+pub use read::{ChunkReader, DEFAULT_BUFFER_BYTES};
 pub use session::{BackupSession, PendingContent, Progress};
 
 use crate::repo::RepoError;

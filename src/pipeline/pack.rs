@@ -39,9 +39,13 @@ pub fn run_packer(
     };
     for blob in input {
         let full = !builder.is_empty()
-            && (builder.len() + blob.sealed.len() > target_bytes || !builder.fits(blob.sealed.len()));
+            && (builder.len() + blob.sealed.len() > target_bytes
+                || !builder.fits(blob.sealed.len()));
         if full {
-            let done = std::mem::replace(&mut builder, PackBuilder::new(target_bytes + target_bytes / 8));
+            let done = std::mem::replace(
+                &mut builder,
+                PackBuilder::new(target_bytes + target_bytes / 8),
+            );
             if output.blocking_send(finish(done)).is_err() {
                 return;
             }

@@ -32,9 +32,9 @@ use crate::repo::{RepoError, Repository};
 
 use super::budget::Budget;
 use super::buffers::ReadBuffers;
+use super::hash::{run_hasher, HashJob, HashStats, StreamContent};
 use super::pack::run_packer;
 use super::read::ChunkReader;
-use super::hash::{run_hasher, HashJob, HashStats, StreamContent};
 use super::seal::spawn_sealers;
 use super::split::{FastCdc, Splitter};
 use super::upload::{run_uploader, UploadOutcome};
@@ -85,8 +85,14 @@ impl BackupSession {
         let (chunk_tx, chunk_rx) = crossbeam_channel::bounded(workers * 2);
         let (sealed_tx, sealed_rx) = crossbeam_channel::bounded(workers * 2);
         let (pack_tx, pack_rx) = mpsc::channel(1);
-        let sealers = spawn_sealers(workers, repo.keys(), settings.compression_level, chunk_rx, sealed_tx)
-            .map_err(PipelineError::Start)?;
+        let sealers = spawn_sealers(
+            workers,
+            repo.keys(),
+            settings.compression_level,
+            chunk_rx,
+            sealed_tx,
+        )
+        .map_err(PipelineError::Start)?;
         let keys = repo.keys().clone();
         let hasher = std::thread::Builder::new()
             .name("stowage-hash".into())
@@ -104,7 +110,8 @@ impl BackupSession {
             settings.uploads,
             progress.bytes_stored.clone(),
         ));
-        let (read_budget, buffer_bytes) = memory_plan(&settings, pack_target, config.chunker.max_bytes as usize);
+        let (read_budget, buffer_bytes) =
+            memory_plan(&settings, pack_target, config.chunker.max_bytes as usize);
         Ok(BackupSession {
             keys: repo.keys().clone(),
             buffers: ReadBuffers::new(Budget::new(read_budget), buffer_bytes),
@@ -157,7 +164,9 @@ impl BackupSession {
                 }
             };
             let read = chunks.bytes_read();
-            self.progress.bytes_read.fetch_add(read - reported, Ordering::Relaxed);
+            self.progress
+                .bytes_read
+                .fetch_add(read - reported, Ordering::Relaxed);
             reported = read;
             self.send(HashJob::Chunk(chunk))?;
         }
@@ -229,7 +238,9 @@ impl BackupSession {
         };
         let outcome = uploaded?;
         if panicked {
-            return Err(PipelineError::Stage("a sealing or packing thread panicked".into()));
+            return Err(PipelineError::Stage(
+                "a sealing or packing thread panicked".into(),
+            ));
         }
         Ok(outcome)
     }
@@ -260,7 +271,10 @@ impl BackupSession {
 /// plus one maximum chunk); otherwise it would wait for itself.
 fn memory_plan(settings: &Settings, pack_target: usize, max_chunk: usize) -> (usize, usize) {
     let packs = pack_target * (2 + settings.uploads);
-    let read_budget = settings.in_flight_bytes.saturating_sub(packs).max(4 * max_chunk);
+    let read_budget = settings
+        .in_flight_bytes
+        .saturating_sub(packs)
+        .max(4 * max_chunk);
     let buffer_bytes = settings.buffer_bytes.min(read_budget / 2).max(max_chunk);
     (read_budget, buffer_bytes)
 }
@@ -284,7 +298,10 @@ mod tests {
             let max_chunk = 4 << 20;
             let (budget, buffer) = memory_plan(&settings, 16 << 20, max_chunk);
             let largest_request = buffer.max(2 * max_chunk);
-            assert!(2 * largest_request <= budget, "{in_flight}: {budget} < 2 × {largest_request}");
+            assert!(
+                2 * largest_request <= budget,
+                "{in_flight}: {budget} < 2 × {largest_request}"
+            );
         }
         let (budget, buffer) = memory_plan(&Settings::new(3), 16 << 20, 4 << 20);
         assert_eq!((budget, buffer), (64 << 20, 16 << 20), "the default plan");

@@ -147,19 +147,30 @@ mod tests {
             max_bytes: 16384,
             ..ChunkerParams::default()
         };
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let a = cuts(&mut FastCdc::new(&params, 7), &data);
         let b = cuts(&mut FastCdc::new(&params, 7), &data);
         assert_eq!(a, b);
-        assert!(a[..a.len() - 1].iter().all(|&n| (1024..=16384).contains(&n)));
-        assert_ne!(a, cuts(&mut FastCdc::new(&params, 8), &data), "seed changes cut points");
+        assert!(a[..a.len() - 1]
+            .iter()
+            .all(|&n| (1024..=16384).contains(&n)));
+        assert_ne!(
+            a,
+            cuts(&mut FastCdc::new(&params, 8), &data),
+            "seed changes cut points"
+        );
         // Not at EOF and no cut point in a short buffer: ask for more.
         assert_eq!(FastCdc::new(&params, 7).next_cut(&data[..500], false), None);
     }
 
     #[test]
     fn fixed_and_whole() {
-        assert_eq!(cuts(&mut Fixed::new(4096), &[0u8; 10000]), vec![4096, 4096, 1808]);
+        assert_eq!(
+            cuts(&mut Fixed::new(4096), &[0u8; 10000]),
+            vec![4096, 4096, 1808]
+        );
         assert_eq!(Fixed::new(4096).next_cut(&[0u8; 100], false), None);
         assert_eq!(cuts(&mut Whole::new(1 << 20), &[1u8; 5000]), vec![5000]);
         assert!(cuts(&mut Whole::new(1 << 20), &[]).is_empty());

@@ -229,17 +229,38 @@ mod tests {
 
     #[test]
     fn round_trip_compressible_and_random() {
-        let keys = Keys::derive(&MasterKey::from_bytes([1; MASTER_LEN]), CipherKind::Aes256Gcm);
+        let keys = Keys::derive(
+            &MasterKey::from_bytes([1; MASTER_LEN]),
+            CipherKind::Aes256Gcm,
+        );
         let mut sealer = Sealer::new(keys.clone(), 3).unwrap();
         let text = b"abc".repeat(10_000);
         let mut random = vec![0u8; 10_000];
         getrandom::getrandom(&mut random).unwrap();
-        for (plain, tag) in [(&text[..], COMPRESSION_ZSTD), (&random[..], COMPRESSION_NONE), (&b""[..], COMPRESSION_NONE)] {
+        for (plain, tag) in [
+            (&text[..], COMPRESSION_ZSTD),
+            (&random[..], COMPRESSION_NONE),
+            (&b""[..], COMPRESSION_NONE),
+        ] {
             let id = keys.blob_id(plain);
             let sealed = sealer.seal(BlobKind::Data, &id, plain);
-            assert_eq!(keys.cipher().open(&sealed, &aad(BlobKind::Data, &id)).unwrap()[0], tag);
-            assert_eq!(open_blob(&keys, BlobKind::Data, &id, &sealed, plain.len()).unwrap(), plain);
-            let owned = open_blob_bytes(&keys, BlobKind::Data, &id, Bytes::from(sealed.clone()), plain.len());
+            assert_eq!(
+                keys.cipher()
+                    .open(&sealed, &aad(BlobKind::Data, &id))
+                    .unwrap()[0],
+                tag
+            );
+            assert_eq!(
+                open_blob(&keys, BlobKind::Data, &id, &sealed, plain.len()).unwrap(),
+                plain
+            );
+            let owned = open_blob_bytes(
+                &keys,
+                BlobKind::Data,
+                &id,
+                Bytes::from(sealed.clone()),
+                plain.len(),
+            );
             assert_eq!(owned.unwrap(), plain);
             assert!(open_blob(&keys, BlobKind::Tree, &id, &sealed, plain.len()).is_err());
         }

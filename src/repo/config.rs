@@ -103,10 +103,16 @@ impl Config {
             serde_json::from_slice(raw).map_err(|e| format!("malformed config: {e}"))?;
         config.chunker.validate()?;
         if !(1..=22).contains(&config.compression_level) {
-            return Err(format!("compression level {} out of range 1..=22", config.compression_level));
+            return Err(format!(
+                "compression level {} out of range 1..=22",
+                config.compression_level
+            ));
         }
         if config.pack_target_bytes < 1024 * 1024 || u64::from(config.pack_target_bytes) > 1 << 30 {
-            return Err(format!("pack target {} bytes out of range (1 MiB to 1 GiB)", config.pack_target_bytes));
+            return Err(format!(
+                "pack target {} bytes out of range (1 MiB to 1 GiB)",
+                config.pack_target_bytes
+            ));
         }
         Ok(config)
     }

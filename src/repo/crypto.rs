@@ -223,7 +223,9 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("cipher", &self.cipher).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("cipher", &self.cipher)
+            .finish_non_exhaustive()
     }
 }
 

@@ -41,7 +41,9 @@ pub fn encode_index(packs: &[IndexPack]) -> Vec<u8> {
 
 /// Decodes the plaintext of an index file. Never panics on hostile input.
 pub fn decode_index(raw: &[u8]) -> Result<Vec<IndexPack>, LayoutError> {
-    let version = *raw.first().ok_or(LayoutError::Truncated { need: 1, have: 0 })?;
+    let version = *raw
+        .first()
+        .ok_or(LayoutError::Truncated { need: 1, have: 0 })?;
     if version != INDEX_VERSION {
         return Err(LayoutError::Version(version));
     }
@@ -49,10 +51,12 @@ pub fn decode_index(raw: &[u8]) -> Result<Vec<IndexPack>, LayoutError> {
     let mut at = 5;
     let mut packs = Vec::new();
     for _ in 0..count {
-        let header = raw.get(at..at + ID_LEN + 12).ok_or(LayoutError::Truncated {
-            need: at + ID_LEN + 12,
-            have: raw.len(),
-        })?;
+        let header = raw
+            .get(at..at + ID_LEN + 12)
+            .ok_or(LayoutError::Truncated {
+                need: at + ID_LEN + 12,
+                have: raw.len(),
+            })?;
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&header[..ID_LEN]);
         let mut len = [0u8; 8];

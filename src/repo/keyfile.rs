@@ -62,7 +62,10 @@ pub enum KeyFileError {
 
 fn derive_wrapping_key(passphrase: &[u8], kdf: &Kdf) -> Result<Zeroizing<[u8; 32]>, KeyFileError> {
     if kdf.algorithm != "argon2id" {
-        return Err(KeyFileError::Malformed(format!("unknown kdf {:?}", kdf.algorithm)));
+        return Err(KeyFileError::Malformed(format!(
+            "unknown kdf {:?}",
+            kdf.algorithm
+        )));
     }
     // Refuse costs that would let a hostile key file exhaust memory or time.
     if kdf.memory_kib > 4 * 1024 * 1024 || kdf.iterations > 100 || kdf.parallelism > 64 {
@@ -130,14 +133,17 @@ impl KeyFile {
         config_hash: [u8; ID_LEN],
     ) -> Result<MasterKey, KeyFileError> {
         let wrapping = derive_wrapping_key(passphrase, &self.kdf)?;
-        let sealed = hex::decode(&self.data).map_err(|e| KeyFileError::Malformed(format!("data: {e}")))?;
+        let sealed =
+            hex::decode(&self.data).map_err(|e| KeyFileError::Malformed(format!("data: {e}")))?;
         let plain = Zeroizing::new(
             Cipher::new(CipherKind::XChaCha20Poly1305, &wrapping)
                 .open(&sealed, KEY_AAD)
                 .map_err(|_| KeyFileError::WrongPassphrase)?,
         );
         if plain.len() != MASTER_LEN + 2 * ID_LEN {
-            return Err(KeyFileError::Malformed("wrapped key has the wrong length".into()));
+            return Err(KeyFileError::Malformed(
+                "wrapped key has the wrong length".into(),
+            ));
         }
         let mut master = [0u8; MASTER_LEN];
         master.copy_from_slice(&plain[..MASTER_LEN]);
@@ -145,7 +151,10 @@ impl KeyFile {
         found.copy_from_slice(&plain[MASTER_LEN..MASTER_LEN + ID_LEN]);
         let found = RepoId(found);
         if found != repo {
-            return Err(KeyFileError::ForeignRepository { expected: repo, found });
+            return Err(KeyFileError::ForeignRepository {
+                expected: repo,
+                found,
+            });
         }
         if plain[MASTER_LEN + ID_LEN..] != config_hash {
             return Err(KeyFileError::ConfigModified);
@@ -157,7 +166,10 @@ impl KeyFile {
         let key: KeyFile =
             serde_json::from_slice(raw).map_err(|e| KeyFileError::Malformed(e.to_string()))?;
         if key.version != 1 {
-            return Err(KeyFileError::Malformed(format!("unsupported key file version {}", key.version)));
+            return Err(KeyFileError::Malformed(format!(
+                "unsupported key file version {}",
+                key.version
+            )));
         }
         Ok(key)
     }

@@ -76,7 +76,9 @@ pub enum RepoError {
     SnapshotNotFound { spec: String },
     #[error("{spec:?} matches several snapshots; give more digits")]
     AmbiguousSnapshot { spec: String },
-    #[error("key {key} is the one in use; open the repository with another passphrase to remove it")]
+    #[error(
+        "key {key} is the one in use; open the repository with another passphrase to remove it"
+    )]
     KeyInUse { key: KeyId },
     #[error("cannot remove key {key}: it is the last one and the repository would be unreadable")]
     LastKey { key: KeyId },
@@ -169,9 +171,21 @@ impl Repository {
         let master = MasterKey::generate().map_err(|e| RepoError::Parameters(e.to_string()))?;
         // The key goes first: a config without a key is an unreadable repository, while a
         // key without a config is an empty directory `init` can be run on again.
-        let key_id = write_key(&store, &master, config.id, config_hash, passphrase, options.kdf).await?;
+        let key_id = write_key(
+            &store,
+            &master,
+            config.id,
+            config_hash,
+            passphrase,
+            options.kdf,
+        )
+        .await?;
         match store
-            .put(&layout::config(), Bytes::from(config_bytes), PutMode::Create)
+            .put(
+                &layout::config(),
+                Bytes::from(config_bytes),
+                PutMode::Create,
+            )
             .await
         {
             Ok(()) => {}
@@ -199,7 +213,10 @@ impl Repository {
     /// # Errors
     /// [`RepoError::NotARepository`], [`RepoError::WrongPassphrase`], or the config's
     /// problem (an unsupported version, say).
-    pub async fn open(store: Arc<dyn ObjectStore>, passphrase: &[u8]) -> Result<Repository, RepoError> {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        passphrase: &[u8],
+    ) -> Result<Repository, RepoError> {
         let (config, config_hash) = read_config(&*store).await?;
         let key_files = store.list(layout::KEYS).await?;
         if key_files.is_empty() {
@@ -209,7 +226,8 @@ impl Repository {
         }
         for meta in &key_files {
             let raw = store.get(&meta.key).await?;
-            let unwrapped = KeyFile::decode(&raw).and_then(|file| file.unwrap_key(passphrase, config.id, config_hash));
+            let unwrapped = KeyFile::decode(&raw)
+                .and_then(|file| file.unwrap_key(passphrase, config.id, config_hash));
             match unwrapped {
                 Ok(master) => {
                     let keys = Keys::derive(&master, config.cipher);
@@ -269,7 +287,15 @@ impl Repository {
     /// # Errors
     /// Store errors.
     pub async fn add_key(&self, passphrase: &[u8], kdf: KdfCost) -> Result<KeyId, RepoError> {
-        write_key(&self.store, &self.master, self.config.id, self.config_hash, passphrase, kdf).await
+        write_key(
+            &self.store,
+            &self.master,
+            self.config.id,
+            self.config_hash,
+            passphrase,
+            kdf,
+        )
+        .await
     }
 
     /// Every key file with its metadata.
@@ -317,7 +343,11 @@ impl Repository {
     /// Store errors. A pack that already exists has the same bytes (its name is their
     /// hash), so that case is success.
     pub async fn put_pack(&self, id: PackId, bytes: Bytes) -> Result<(), RepoError> {
-        match self.store.put(&layout::pack(&id), bytes, PutMode::Create).await {
+        match self
+            .store
+            .put(&layout::pack(&id), bytes, PutMode::Create)
+            .await
+        {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -349,9 +379,13 @@ impl Repository {
         let key = layout::index(&id);
         let stored = self.store.get(&key).await?;
         if content_hash(&stored) != id.0 {
-            return Err(corrupt(key, "content does not match its name (hash mismatch)"));
+            return Err(corrupt(
+                key,
+                "content does not match its name (hash mismatch)",
+            ));
         }
-        let plain = sealed::open_file(&self.keys, INDEX_LABEL, &stored).map_err(|e| corrupt(key.clone(), e))?;
+        let plain = sealed::open_file(&self.keys, INDEX_LABEL, &stored)
+            .map_err(|e| corrupt(key.clone(), e))?;
         index::decode_index(&plain).map_err(|e| corrupt(key, e))
     }
 
@@ -386,7 +420,9 @@ impl Repository {
     /// # Errors
     /// [`RepoError::BlobNotIndexed`], store errors, or [`RepoError::Blob`] naming the pack.
     pub async fn read_blob(&self, index: &MasterIndex, id: &BlobId) -> Result<Bytes, RepoError> {
-        let loc = *index.get(id).ok_or(RepoError::BlobNotIndexed { blob: *id })?;
+        let loc = *index
+            .get(id)
+            .ok_or(RepoError::BlobNotIndexed { blob: *id })?;
         let key = layout::pack(&loc.pack);
         let start = u64::from(loc.offset);
         let sealed = self
@@ -424,9 +460,13 @@ impl Repository {
         let key = layout::snapshot(&id);
         let stored = self.store.get(&key).await?;
         if content_hash(&stored) != id.0 {
-            return Err(corrupt(key, "content does not match its name (hash mismatch)"));
+            return Err(corrupt(
+                key,
+                "content does not match its name (hash mismatch)",
+            ));
         }
-        let plain = sealed::open_file(&self.keys, SNAPSHOT_LABEL, &stored).map_err(|e| corrupt(key.clone(), e))?;
+        let plain = sealed::open_file(&self.keys, SNAPSHOT_LABEL, &stored)
+            .map_err(|e| corrupt(key.clone(), e))?;
         Snapshot::decode(&plain).map_err(|e| corrupt(key, e))
     }
 
@@ -522,11 +562,18 @@ async fn write_key(
     passphrase: &[u8],
     kdf: KdfCost,
 ) -> Result<KeyId, RepoError> {
-    let file = KeyFile::wrap(master, repo, config_hash, passphrase, kdf.memory_kib, kdf.iterations).map_err(|source| {
-        RepoError::KeyFile {
-            key: ObjectKey::new(layout::KEYS.trim_end_matches('/')).unwrap_or_else(|_| layout::config()),
-            source,
-        }
+    let file = KeyFile::wrap(
+        master,
+        repo,
+        config_hash,
+        passphrase,
+        kdf.memory_kib,
+        kdf.iterations,
+    )
+    .map_err(|source| RepoError::KeyFile {
+        key: ObjectKey::new(layout::KEYS.trim_end_matches('/'))
+            .unwrap_or_else(|_| layout::config()),
+        source,
     })?;
     let raw = file.encode();
     let id = KeyId(content_hash(&raw));
@@ -536,7 +583,10 @@ async fn write_key(
     Ok(id)
 }
 
-async fn list_ids<T: std::str::FromStr>(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<T>, RepoError> {
+async fn list_ids<T: std::str::FromStr>(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<Vec<T>, RepoError> {
     store
         .list(prefix)
         .await?

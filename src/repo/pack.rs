@@ -76,7 +76,8 @@ impl PackEntry {
         let kind = BlobKind::from_byte(raw[0]).ok_or(LayoutError::UnknownKind(raw[0]))?;
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&raw[1..1 + ID_LEN]);
-        let u32_at = |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+        let u32_at =
+            |at: usize| u32::from_le_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
         Ok(PackEntry {
             kind,
             id: BlobId(id),
@@ -240,7 +241,10 @@ mod tests {
 
     #[test]
     fn builder_round_trip_and_rejects_damage() {
-        let keys = Keys::derive(&MasterKey::from_bytes([3; MASTER_LEN]), CipherKind::Aes256Gcm);
+        let keys = Keys::derive(
+            &MasterKey::from_bytes([3; MASTER_LEN]),
+            CipherKind::Aes256Gcm,
+        );
         let mut b = PackBuilder::new(100);
         b.add(BlobKind::Data, BlobId([1; 32]), 5, b"hello");
         b.add(BlobKind::Tree, BlobId([2; 32]), 3, b"abc");

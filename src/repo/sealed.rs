@@ -56,11 +56,14 @@ pub fn open_file(keys: &Keys, label: &[u8], stored: &[u8]) -> Result<Vec<u8>, Se
         COMPRESSION_NONE => Ok(payload.to_vec()),
         COMPRESSION_ZSTD => {
             let mut out = Vec::new();
-            let mut decoder = zstd::stream::read::Decoder::new(payload).map_err(SealedError::Decompress)?;
+            let mut decoder =
+                zstd::stream::read::Decoder::new(payload).map_err(SealedError::Decompress)?;
             let mut limited = std::io::Read::take(&mut decoder, MAX_METADATA_LEN as u64 + 1);
             std::io::Read::read_to_end(&mut limited, &mut out).map_err(SealedError::Decompress)?;
             if out.len() > MAX_METADATA_LEN {
-                return Err(SealedError::Decompress(std::io::Error::other("file exceeds 1 GiB")));
+                return Err(SealedError::Decompress(std::io::Error::other(
+                    "file exceeds 1 GiB",
+                )));
             }
             Ok(out)
         }

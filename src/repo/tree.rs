@@ -55,7 +55,10 @@ pub fn text_and_hex(raw: Vec<u8>) -> (String, Option<String>) {
         Ok(text) => (text, None),
         Err(e) => {
             let raw = e.into_bytes();
-            (String::from_utf8_lossy(&raw).into_owned(), Some(hex::encode(&raw)))
+            (
+                String::from_utf8_lossy(&raw).into_owned(),
+                Some(hex::encode(&raw)),
+            )
         }
     }
 }
@@ -75,7 +78,9 @@ impl Node {
 
     /// The exact symlink target.
     pub fn os_target(&self) -> Option<OsString> {
-        self.target.as_ref().and_then(|t| exact(t, &self.target_hex))
+        self.target
+            .as_ref()
+            .and_then(|t| exact(t, &self.target_hex))
     }
 }
 

@@ -69,7 +69,11 @@ pub enum RestoreError {
     #[error("snapshot {snapshot} holds {count} entries; name the one to stream")]
     NeedPath { snapshot: SnapshotId, count: usize },
     #[error("{path}: stored content is {found} bytes, the tree says {expected}")]
-    SizeMismatch { path: PathBuf, expected: u64, found: u64 },
+    SizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
     #[error("restore writer stopped")]
     WriterGone,
 }
@@ -168,7 +172,10 @@ pub async fn find_file(
     path: Option<&str>,
 ) -> Result<PlannedEntry, RestoreError> {
     let entries = plan_tree(repo, index, snapshot, tree).await?;
-    let files: Vec<PlannedEntry> = entries.into_iter().filter(|e| e.node.kind == NodeKind::File).collect();
+    let files: Vec<PlannedEntry> = entries
+        .into_iter()
+        .filter(|e| e.node.kind == NodeKind::File)
+        .collect();
     match path {
         None if files.len() == 1 => Ok(files.into_iter().next().ok_or(RestoreError::WriterGone)?),
         None => Err(RestoreError::NeedPath {

@@ -49,7 +49,9 @@ pub async fn plan_tree(
                 reason: "directory nesting deeper than 4096".into(),
             });
         }
-        let loc = index.get(&tree_id).ok_or(RepoError::BlobNotIndexed { blob: tree_id })?;
+        let loc = index
+            .get(&tree_id)
+            .ok_or(RepoError::BlobNotIndexed { blob: tree_id })?;
         if loc.kind != BlobKind::Tree {
             return Err(RestoreError::BadTree {
                 snapshot,
@@ -66,11 +68,14 @@ pub async fn plan_tree(
         let mut seen = HashSet::new();
         let mut subdirs = Vec::new();
         for node in tree.nodes {
-            let name = node.os_name().filter(safe_name).ok_or_else(|| RestoreError::UnsafeName {
-                snapshot,
-                tree: tree_id,
-                name: node.name.clone(),
-            })?;
+            let name =
+                node.os_name()
+                    .filter(safe_name)
+                    .ok_or_else(|| RestoreError::UnsafeName {
+                        snapshot,
+                        tree: tree_id,
+                        name: node.name.clone(),
+                    })?;
             if !seen.insert(name.clone()) {
                 return Err(RestoreError::DuplicateName {
                     snapshot,

@@ -40,7 +40,10 @@ pub(super) struct Writer {
     handle: std::thread::JoinHandle<Result<RestoreStats, RestoreError>>,
 }
 
-fn write_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
+fn write_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
     move |source| RestoreError::Write {
         op,
         path: path.to_path_buf(),
@@ -49,7 +52,10 @@ fn write_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error
 }
 
 fn mtime(node: &Node) -> FileTime {
-    FileTime::from_unix_time(node.mtime_ns.div_euclid(1_000_000_000), node.mtime_ns.rem_euclid(1_000_000_000) as u32)
+    FileTime::from_unix_time(
+        node.mtime_ns.div_euclid(1_000_000_000),
+        node.mtime_ns.rem_euclid(1_000_000_000) as u32,
+    )
 }
 
 /// Ownership is restored only when running as root, as tar and restic do; a failure to
@@ -103,7 +109,8 @@ impl State {
                     path: path.clone(),
                     reason: "symlink without a valid target".into(),
                 })?;
-                std::os::unix::fs::symlink(&target, &path).map_err(write_err("create symlink", &path))?;
+                std::os::unix::fs::symlink(&target, &path)
+                    .map_err(write_err("create symlink", &path))?;
                 chown(&path, &node);
                 let _ = filetime::set_symlink_file_times(&path, mtime(&node), mtime(&node));
                 self.stats.symlinks += 1;
@@ -140,7 +147,9 @@ impl State {
         let Some(open) = self.current.as_mut() else {
             return Err(RestoreError::WriterGone);
         };
-        open.file.write_all(bytes).map_err(write_err("write", &open.path))?;
+        open.file
+            .write_all(bytes)
+            .map_err(write_err("write", &open.path))?;
         open.written += bytes.len() as u64;
         Ok(())
     }
@@ -170,9 +179,11 @@ impl State {
 
     fn finish(mut self) -> Result<RestoreStats, RestoreError> {
         // Deepest first, so setting a parent's mtime is not undone by its children.
-        self.dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        self.dirs
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
         for (path, node) in &self.dirs {
-            fs::set_permissions(path, fs::Permissions::from_mode(node.mode)).map_err(write_err("set mode", path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
+                .map_err(write_err("set mode", path))?;
             chown(path, node);
             filetime::set_file_mtime(path, mtime(node)).map_err(write_err("set mtime", path))?;
         }

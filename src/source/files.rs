@@ -49,7 +49,10 @@ fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Node {
         name_hex,
         kind,
         mode: meta.mode() & 0o7777,
-        mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
         uid: meta.uid(),
         gid: meta.gid(),
         size: 0,
@@ -88,9 +91,9 @@ impl Walk<'_> {
             };
             let node = base_node(name, &meta, NodeKind::File);
             let what = path.display().to_string();
-            let pending = self
-                .session
-                .add_stream(file, &mut self.splitter, Some(meta.len()), &what)?;
+            let pending =
+                self.session
+                    .add_stream(file, &mut self.splitter, Some(meta.len()), &what)?;
             self.report.stats.files += 1;
             Ok(Some(Entry {
                 node,
@@ -100,7 +103,10 @@ impl Walk<'_> {
             let mut node = base_node(name, &meta, NodeKind::Dir);
             node.subtree = Some(self.dir(path)?);
             self.report.stats.dirs += 1;
-            Ok(Some(Entry { node, pending: None }))
+            Ok(Some(Entry {
+                node,
+                pending: None,
+            }))
         } else if file_type.is_symlink() {
             let target = match fs::read_link(path) {
                 Ok(target) => target,
@@ -115,7 +121,10 @@ impl Walk<'_> {
             node.target = Some(target);
             node.target_hex = target_hex;
             self.report.stats.symlinks += 1;
-            Ok(Some(Entry { node, pending: None }))
+            Ok(Some(Entry {
+                node,
+                pending: None,
+            }))
         } else {
             self.report.stats.skipped += 1;
             tracing::warn!("{}: special file skipped", path.display());
@@ -151,7 +160,10 @@ impl Walk<'_> {
 
     /// Resolves the entries' file contents (waiting for the hasher only here, once per
     /// directory) and stores the tree.
-    fn store_tree(&mut self, entries: Vec<Entry>) -> Result<crate::repo::id::BlobId, PipelineError> {
+    fn store_tree(
+        &mut self,
+        entries: Vec<Entry>,
+    ) -> Result<crate::repo::id::BlobId, PipelineError> {
         let mut tree = Tree::default();
         for Entry { mut node, pending } in entries {
             if let Some(pending) = pending {
@@ -161,7 +173,8 @@ impl Walk<'_> {
             }
             tree.nodes.push(node);
         }
-        self.session.add_blob(BlobKind::Tree, Bytes::from(tree.encode()))
+        self.session
+            .add_blob(BlobKind::Tree, Bytes::from(tree.encode()))
     }
 }
 
@@ -185,7 +198,10 @@ impl Source for FilesSource {
                 Some(name) => name.as_bytes().to_vec(),
                 None => b"root".to_vec(),
             };
-            if root.iter().any(|e| e.node.os_name().is_some_and(|o| o.as_bytes() == name)) {
+            if root
+                .iter()
+                .any(|e| e.node.os_name().is_some_and(|o| o.as_bytes() == name))
+            {
                 return Err(PipelineError::Read {
                     what: path.display().to_string(),
                     source: std::io::Error::new(

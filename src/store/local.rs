@@ -85,7 +85,12 @@ fn random_suffix() -> String {
     hex::encode(raw)
 }
 
-fn put_blocking(path: &Path, key: &ObjectKey, body: &[u8], mode: PutMode) -> Result<(), StoreError> {
+fn put_blocking(
+    path: &Path,
+    key: &ObjectKey,
+    body: &[u8],
+    mode: PutMode,
+) -> Result<(), StoreError> {
     let dir = path
         .parent()
         .ok_or_else(|| io_err("find parent", path, ErrorKind::InvalidInput.into()))?;
@@ -95,10 +100,7 @@ fn put_blocking(path: &Path, key: &ObjectKey, body: &[u8], mode: PutMode) -> Res
     }
     let tmp = dir.join(format!("{TEMP_PREFIX}{}-{}", key.name(), random_suffix()));
     let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(body)?;
         file.sync_all()
     })();
@@ -149,14 +151,14 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreErro
                 continue;
             }
             let path = entry.path();
-            let meta = entry
-                .metadata()
-                .map_err(|e| io_err("stat", &path, e))?;
+            let meta = entry.metadata().map_err(|e| io_err("stat", &path, e))?;
             if meta.is_dir() {
                 stack.push(path);
                 continue;
             }
-            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
             let Some(rel) = rel.to_str() else { continue };
             if !rel.starts_with(prefix) {
                 continue;
@@ -198,10 +200,7 @@ impl ObjectStore for LocalStore {
         let key = key.clone();
         self.blocking(move |_| {
             let mut file = File::open(&path).map_err(|e| not_found_or("open", &key, &path, e))?;
-            let size = file
-                .metadata()
-                .map_err(|e| io_err("stat", &path, e))?
-                .len();
+            let size = file.metadata().map_err(|e| io_err("stat", &path, e))?.len();
             if range.start > range.end || range.end > size {
                 return Err(StoreError::RangeOutOfBounds {
                     key,
@@ -236,7 +235,8 @@ impl ObjectStore for LocalStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         let prefix = prefix.to_string();
-        self.blocking(move |root| list_blocking(root, &prefix)).await
+        self.blocking(move |root| list_blocking(root, &prefix))
+            .await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {

@@ -26,7 +26,15 @@ pub fn compressible(len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 64);
     let mut i = 0u64;
     while out.len() < len {
-        out.extend_from_slice(format!("{i},customer-{},{}.{:02},2026-11-25\n", i % 977, i * 7 % 10000, i % 100).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{i},customer-{},{}.{:02},2026-11-25\n",
+                i % 977,
+                i * 7 % 10000,
+                i % 100
+            )
+            .as_bytes(),
+        );
         i += 1;
     }
     out.truncate(len);
@@ -42,8 +50,15 @@ impl TestRepo {
     /// A new, initialized repository with cheap key derivation.
     pub fn new() -> TestRepo {
         let repo = TestRepo::empty();
-        let out = repo.cmd(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]).output().unwrap();
-        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = repo
+            .cmd(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         repo
     }
 
@@ -66,7 +81,9 @@ impl TestRepo {
     /// `stowage ARGS` against this repository, with the test passphrase.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = stowage();
-        cmd.env("STOWAGE_REPO", self.path()).env("STOWAGE_PASSWORD", PASSWORD).args(args);
+        cmd.env("STOWAGE_REPO", self.path())
+            .env("STOWAGE_PASSWORD", PASSWORD)
+            .args(args);
         cmd
     }
 
@@ -110,7 +127,9 @@ impl TestRepo {
         let mut out = Vec::new();
         let mut stack = vec![self.path().join(under)];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
@@ -128,12 +147,19 @@ impl TestRepo {
 /// The binary under test.
 pub fn stowage() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stowage"));
-    cmd.env_remove("STOWAGE_PASSWORD_FILE").env_remove("STOWAGE_CONFIG").env("NO_COLOR", "1");
+    cmd.env_remove("STOWAGE_PASSWORD_FILE")
+        .env_remove("STOWAGE_CONFIG")
+        .env("NO_COLOR", "1");
     cmd
 }
 
 pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let data = input.to_vec();
     let feeder = std::thread::spawn(move || {
@@ -158,10 +184,16 @@ pub fn assert_success(out: &Output, what: &[&str]) {
 /// Asserts failure with a non-zero code and stderr containing every fragment.
 pub fn assert_fails_with(out: &Output, fragments: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     for fragment in fragments {
-        assert!(stderr.contains(fragment), "stderr lacks {fragment:?}: {stderr}");
+        assert!(
+            stderr.contains(fragment),
+            "stderr lacks {fragment:?}: {stderr}"
+        );
     }
 }
 
