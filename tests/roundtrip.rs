@@ -278,3 +278,17 @@ fn smallest_in_flight_cap_and_one_thread_still_complete() {
     assert_success(&out, &["backup with a small cap"]);
     assert_eq!(repo.cat(&["latest"]), data);
 }
+
+#[test]
+fn cat_into_a_closed_pipe_is_not_an_error() {
+    let repo = TestRepo::new();
+    repo.backup_stdin("big", &pattern(20 * 1024 * 1024, 6));
+    let script = format!("set -o pipefail; {:?} cat latest | head -c 10 > /dev/null", env!("CARGO_BIN_EXE_stowage"));
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("STOWAGE_REPO", repo.path())
+        .env("STOWAGE_PASSWORD", common::PASSWORD)
+        .output()
+        .unwrap();
+    assert_success(&out, &["cat | head"]);
+}

@@ -1,13 +1,11 @@
 //! `stowage restore` and `stowage cat`
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use futures::StreamExt;
 
-use stowage::restore::{blob_stream, find_file, restore_snapshot, DEFAULT_PARALLEL};
+use stowage::restore::{find_file, restore_snapshot, stream_file, DEFAULT_PARALLEL};
 
 use super::render::{self, print_json};
 use super::snapshots::Filter;
@@ -74,53 +72,8 @@ pub async fn run_cat(settings: &Resolved, args: CatArgs) -> anyhow::Result<()> {
         .await?;
     let index = repo.load_index().await?;
     let entry = find_file(&repo, &index, id, snapshot.tree, args.path.as_deref()).await?;
-    // Writing to stdout may block on a slow reader: keep it off the async workers.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(DEFAULT_PARALLEL);
-    // Returns the bytes written, or None when the reader went away (`| head`), which is
-    // not our failure.
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<u64>> {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        let mut written = 0;
-        while let Some(chunk) = rx.blocking_recv() {
-            match out.write_all(&chunk) {
-                Ok(()) => written += chunk.len() as u64,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-        match out.flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(None),
-            other => other.map(|()| Some(written)),
-        }
-    });
-    let mut blobs = blob_stream(&repo, &index, entry.node.content.clone(), DEFAULT_PARALLEL);
-    let mut failure = None;
-    while let Some(blob) = blobs.next().await {
-        match blob {
-            Ok(bytes) => {
-                if tx.send(bytes).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let written = writer.await??;
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    if let Some(written) = written {
-        anyhow::ensure!(
-            written == entry.node.size,
-            "{}: wrote {written} bytes, the snapshot says {}",
-            entry.path.display(),
-            entry.node.size
-        );
-    }
+    // The raw descriptor: std's stdout is line-buffered, which splits binary writes.
+    let stdout = std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
+    stream_file(&repo, &index, &entry, stdout, DEFAULT_PARALLEL).await?;
     Ok(())
 }

@@ -132,26 +132,80 @@ pub async fn restore_snapshot(
             }
         })
         .buffered(parallel.max(1));
-    let mut failure = None;
-    while let Some(op) = stream.next().await {
-        match op {
-            Ok(op) => {
-                if tx.send(op).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                failure = Some(RestoreError::Repo(e));
-                break;
-            }
-        }
-    }
+    let fetched = forward(&mut stream, &tx).await;
     drop(tx);
     let written = writer.finish().await;
-    match failure {
-        Some(e) => Err(e),
-        None => written,
+    fetched?;
+    written
+}
+
+/// Sends each item of `stream` on `tx` until either ends; the first fetch error stops it.
+/// A closed `tx` means the consumer failed; its own error is the one to report.
+async fn forward<T>(
+    stream: &mut (impl futures::Stream<Item = Result<T, RepoError>> + Unpin),
+    tx: &tokio::sync::mpsc::Sender<T>,
+) -> Result<(), RepoError> {
+    while let Some(item) = stream.next().await {
+        if tx.send(item?).await.is_err() {
+            break;
+        }
     }
+    Ok(())
+}
+
+/// Streams one stored file into `out` (standard output for `cat`), blobs fetched and
+/// verified `parallel` at a time, written in order by a blocking thread.
+///
+/// Returns the bytes written, or `None` when the reader went away early (`| head`), which
+/// is not a failure of the restore.
+///
+/// # Errors
+/// The first fetch or write error, or [`RestoreError::SizeMismatch`] when the stored
+/// content does not add up to the size the tree records.
+pub async fn stream_file<W: std::io::Write + Send + 'static>(
+    repo: &Repository,
+    index: &MasterIndex,
+    entry: &PlannedEntry,
+    mut out: W,
+    parallel: usize,
+) -> Result<Option<u64>, RestoreError> {
+    use std::io::ErrorKind::BrokenPipe;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(parallel.max(1));
+    let path = entry.path.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<Option<u64>, RestoreError> {
+        let failed = |source| RestoreError::Write {
+            op: "write",
+            path: path.clone(),
+            source,
+        };
+        let mut written = 0;
+        while let Some(chunk) = rx.blocking_recv() {
+            match out.write_all(&chunk) {
+                Ok(()) => written += chunk.len() as u64,
+                Err(e) if e.kind() == BrokenPipe => return Ok(None),
+                Err(e) => return Err(failed(e)),
+            }
+        }
+        match out.flush() {
+            Err(e) if e.kind() == BrokenPipe => Ok(None),
+            other => other.map(|()| Some(written)).map_err(failed),
+        }
+    });
+    let mut blobs = blob_stream(repo, index, entry.node.content.clone(), parallel);
+    let fetched = forward(&mut blobs, &tx).await;
+    drop(tx);
+    let written = writer.await.map_err(|_| RestoreError::WriterGone)??;
+    fetched?;
+    if let Some(found) = written {
+        if found != entry.node.size {
+            return Err(RestoreError::SizeMismatch {
+                path: entry.path.clone(),
+                expected: entry.node.size,
+                found,
+            });
+        }
+    }
+    Ok(written)
 }
 
 enum Job {
