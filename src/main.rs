@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    cli::tune_allocator();
     let args = cli::Cli::parse();
     cli::init_logging(&args);
     match cli::run(args) {

@@ -77,6 +77,27 @@ pub enum Command {
     Quickstart(quickstart::QuickstartArgs),
 }
 
+/// Caps glibc's malloc arenas at one per core (two to four).
+///
+/// Why: the pipeline moves multi-MiB buffers between threads. glibc gives each thread
+/// that allocates its own arena (up to eight per core) and keeps freed memory there, so
+/// with many threads the resident size grows by a buffer per arena, past the in-flight
+/// cap. One per core (measured on 2 cores: 1 GiB backup peak 161 MB instead of 191 MB,
+/// verify 116 MB instead of 213 MB, and faster, with fewer cold pages) keeps it near the
+/// cap; the pipeline allocates rarely enough (per chunk, not per byte) that arena
+/// contention does not show. Must run before any thread starts.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let arenas = i32::try_from(cores.clamp(2, 4)).unwrap_or(2);
+        // SAFETY: mallopt only changes allocator tuning; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+}
+
 /// Sets up `tracing` on stderr; `RUST_LOG` overrides the verbosity flags.
 pub fn init_logging(cli: &Cli) {
     let level = match (cli.quiet, cli.verbose) {
