@@ -30,8 +30,12 @@
 #   INPUTS        subset of "pgdata random usr"
 #   BENCHES       subset of "first second cat verify rss"
 #   TOOLS         subset of "stowage zstd restic" (e.g. TOOLS="zstd restic" needs no stowage)
-#   STOWAGE_BIN   use this binary instead of `cargo build --release`
+#   STOWAGE_BIN   use this binary instead of `cargo build --release --bin stowage`
 #   RSS_BIG_MIB   size of the big RSS stream (default 4096)
+#   REPO_DIR      where repositories and restores live (default: beside the inputs). Set it
+#                 to a tmpfs (/dev/shm) to take the disk out of the comparison: `zstd ... >
+#                 /dev/null` writes nothing, a backup must write every byte it keeps. The
+#                 `zstd -3 -T2 > file` row writes into REPO_DIR too, for the same-disk view.
 #   SCALE, RANDOM_MIB, USR_MIB   passed to make-inputs.sh
 set -euo pipefail
 
@@ -90,10 +94,18 @@ if has "$TOOLS" restic; then
         die "restic $rv is too old: repository v2 and --compression need >= 0.14"
     fi
 fi
-log "tools: $(hyperfine --version), zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1)$(has "$TOOLS" restic && printf ', restic %s' "$rv")"
 
 # ------------------------------------------------------------------ inputs
 mkdir -p "$RESULTS" "$LOGS"
+load=$(cut -d' ' -f1 /proc/loadavg)
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(hostname)  cpus: $(nproc)  load at start: $load"
+    echo "tools: $(hyperfine --version); zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1)$(has "$TOOLS" restic && printf '; restic %s' "$rv")"
+    echo "runs: $RUNS; inputs: $INPUTS; benches: $BENCHES; tools: $TOOLS"
+} >"$RESULTS/env.txt"
+if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    warn "load average is $load on $(nproc) CPUs: something else is running, timings will be noisy"
+fi
 INPUTS="$INPUTS" bash "$SCRIPT_DIR/make-inputs.sh" "$OUTDIR"
 
 input_file() {
@@ -104,7 +116,7 @@ input_file() {
 }
 
 # ------------------------------------------------------------------ scratch space
-WORK=$(mktemp -d "$OUTDIR/.work.XXXXXX")   # repositories live on the inputs' disk, not /tmp
+WORK=$(mktemp -d "${REPO_DIR:-$OUTDIR}/.work.XXXXXX")   # default: the inputs' disk, not /tmp
 cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -119,7 +131,7 @@ if has "$TOOLS" stowage; then
         S="$STOWAGE_BIN"
     else
         log "cargo build --release"
-        cargo build --release --manifest-path "$REPO_ROOT/Cargo.toml" \
+        cargo build --release --bin stowage --manifest-path "$REPO_ROOT/Cargo.toml" \
             || die "cargo build --release failed"
         target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path "$REPO_ROOT/Cargo.toml" \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -218,6 +230,8 @@ for input in $INPUTS; do
             "rm -rf $(q "$sf") && STOWAGE_REPO=$(q "$sf") $(q "$S") init >/dev/null" \
             "STOWAGE_REPO=$(q "$sf") $sbackup"
         has "$TOOLS" zstd && add "zstd -3 -T2" "" "zstd -q -3 -T2 -c $(q "$IN") > /dev/null"
+        has "$TOOLS" zstd && add "zstd -3 -T2 > file" "rm -f $(q "$WORK/z.zst")" \
+            "zstd -q -3 -T2 -c $(q "$IN") > $(q "$WORK/z.zst") && sync -f $(q "$WORK/z.zst")"
         has "$TOOLS" restic && add "restic backup" \
             "rm -rf $(q "$rf") && restic -q -r $(q "$rf") init --repository-version 2 >/dev/null" \
             "$(rback "$rf")"

@@ -16,6 +16,7 @@ GROUPS = ["first", "second", "cat", "verify"]
 # (group, stowage command, other command, minimum ratio or None, label)
 RATIO_TARGETS = [
     ("first", "stowage backup", "zstd -3 -T2", 0.8, "first backup vs zstd -3 -T2"),
+    ("first", "stowage backup", "zstd -3 -T2 > file", None, "first backup vs zstd -3 -T2 > file (same disk)"),
     ("first", "stowage backup", "restic backup", 2.0, "first backup vs restic backup"),
     ("cat", "stowage cat", "zstd -d -T2", 0.8, "cat vs zstd -d -T2"),
     ("cat", "stowage restore", "zstd -d -T2", None, "restore vs zstd -d -T2"),
@@ -71,6 +72,10 @@ def main():
     def mbs(inp, seconds):
         return size[inp] / seconds / 1e6
 
+    env = os.path.join(results, "env.txt")
+    if os.path.exists(env):
+        with open(env) as f:
+            print("".join("    " + line for line in f))
     print("## Inputs\n")
     rows = []
     for inp, b in size.items():
