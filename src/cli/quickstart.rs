@@ -133,9 +133,11 @@ pub fn run(settings: &Resolved, runtime: &Handle, args: QuickstartArgs) -> anyho
         .unwrap_or_else(|| PathBuf::from("root"));
     let compared = compare_trees(&args.source, &restore_dir.join(name))?;
     println!("6. compared {compared} files with the originals: identical");
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stowage"));
     println!(
-        "done. Try: STOWAGE_REPO={} STOWAGE_PASSWORD='stowage quickstart' stowage snapshots",
-        repo_dir.display()
+        "done. Look around: STOWAGE_REPO={} STOWAGE_PASSWORD='stowage quickstart' {} snapshots",
+        repo_dir.display(),
+        exe.display()
     );
     Ok(())
 }
