@@ -283,7 +283,10 @@ fn smallest_in_flight_cap_and_one_thread_still_complete() {
 fn cat_into_a_closed_pipe_is_not_an_error() {
     let repo = TestRepo::new();
     repo.backup_stdin("big", &pattern(20 * 1024 * 1024, 6));
-    let script = format!("set -o pipefail; {:?} cat latest | head -c 10 > /dev/null", env!("CARGO_BIN_EXE_stowage"));
+    let script = format!(
+        "set -o pipefail; {:?} cat latest | head -c 10 > /dev/null",
+        env!("CARGO_BIN_EXE_stowage")
+    );
     let out = std::process::Command::new("bash")
         .args(["-c", &script])
         .env("STOWAGE_REPO", repo.path())

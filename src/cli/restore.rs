@@ -73,7 +73,8 @@ pub async fn run_cat(settings: &Resolved, args: CatArgs) -> anyhow::Result<()> {
     let index = repo.load_index().await?;
     let entry = find_file(&repo, &index, id, snapshot.tree, args.path.as_deref()).await?;
     // The raw descriptor: std's stdout is line-buffered, which splits binary writes.
-    let stdout = std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
+    let stdout =
+        std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
     stream_file(&repo, &index, &entry, stdout, DEFAULT_PARALLEL).await?;
     Ok(())
 }
