@@ -142,8 +142,11 @@ pub fn decode_trailer(raw: &[u8], blob_area: u64) -> Result<Vec<PackEntry>, Layo
     }
     for e in &entries {
         let start = u64::from(e.offset);
+        let end = start + u64::from(e.sealed_len);
         let fits = start >= PACK_MAGIC.len() as u64
-            && start + u64::from(e.sealed_len) <= PACK_MAGIC.len() as u64 + blob_area;
+            && (PACK_MAGIC.len() as u64)
+                .checked_add(blob_area)
+                .is_some_and(|limit| end <= limit);
         if !fits {
             return Err(LayoutError::OutOfBounds {
                 id: e.id,
