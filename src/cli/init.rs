@@ -53,7 +53,7 @@ pub async fn run(settings: &Resolved, args: InitArgs) -> anyhow::Result<()> {
             CipherArg::Xchacha20Poly1305 => CipherKind::XChaCha20Poly1305,
         },
         chunker: ChunkerParams {
-            min_bytes: (avg / 4).max(64),
+            min_bytes: (avg / 2).max(64),
             avg_bytes: avg,
             max_bytes: avg.saturating_mul(4),
             ..ChunkerParams::default()

@@ -82,6 +82,9 @@ pub enum BlobError {
 pub struct Sealer {
     keys: Keys,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Reused compression output: zstd writes into its spare capacity, so nothing is
+    /// zeroed or allocated per blob; only the compressed bytes are copied out.
+    scratch: Vec<u8>,
 }
 
 impl Sealer {
@@ -91,31 +94,29 @@ impl Sealer {
         Ok(Sealer {
             keys,
             compressor: zstd::bulk::Compressor::new(level)?,
+            scratch: Vec::new(),
         })
     }
 
-    /// Seals `plaintext` as blob `id`. The result is `SealedBlob` above.
+    /// Seals `plaintext` as blob `id`. The result is `SealedBlob` above, in a buffer of
+    /// exactly its size.
     pub fn seal(&mut self, kind: BlobKind, id: &BlobId, plaintext: &[u8]) -> Vec<u8> {
         let cipher = self.keys.cipher();
         let nonce_len = cipher.kind().nonce_len();
-        let header = nonce_len + 1;
-        let bound = zstd::zstd_safe::compress_bound(plaintext.len());
-        let mut buf = vec![0u8; header + bound];
+        self.scratch.clear();
+        self.scratch
+            .reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
         let compressed = self
             .compressor
-            .compress_to_buffer(plaintext, &mut buf[header..]);
-        match compressed {
-            Ok(n) if n < plaintext.len() => {
-                buf.truncate(header + n);
-                buf[nonce_len] = COMPRESSION_ZSTD;
-            }
-            _ => {
-                buf.truncate(header);
-                buf[nonce_len] = COMPRESSION_NONE;
-                buf.extend_from_slice(plaintext);
-            }
-        }
-        buf.reserve_exact(super::crypto::TAG_LEN);
+            .compress_to_buffer(plaintext, &mut self.scratch);
+        let (tag, payload) = match compressed {
+            Ok(n) if n < plaintext.len() => (COMPRESSION_ZSTD, &self.scratch[..n]),
+            _ => (COMPRESSION_NONE, plaintext),
+        };
+        let mut buf = Vec::with_capacity(nonce_len + 1 + payload.len() + super::crypto::TAG_LEN);
+        buf.resize(nonce_len, 0);
+        buf.push(tag);
+        buf.extend_from_slice(payload);
         cipher.seal_in_place(&mut buf, &aad(kind, id));
         buf
     }
