@@ -10,6 +10,15 @@ use fastcdc::v2020::{cut_gear, get_gear_with_seed, MASKS};
 use crate::repo::config::ChunkerParams;
 
 /// Finds where the next chunk ends.
+///
+/// ```
+/// use stowage::pipeline::split::{Fixed, Splitter};
+///
+/// let mut pages = Fixed::new(8192);
+/// assert_eq!(pages.next_cut(&[0u8; 20000], false), Some(8192));
+/// assert_eq!(pages.next_cut(&[0u8; 100], false), None); // wait for more bytes
+/// assert_eq!(pages.next_cut(&[0u8; 100], true), Some(100)); // the tail at the end
+/// ```
 pub trait Splitter: Send {
     /// Length of the chunk starting at `buf[0]`, or `None` when more bytes are needed to
     /// decide. With `eof`, every non-empty `buf` yields a chunk.

@@ -18,6 +18,15 @@ pub struct InvalidKey(pub String);
 impl ObjectKey {
     /// Validates `key`.
     ///
+    /// ```
+    /// use stowage::store::ObjectKey;
+    ///
+    /// let key = ObjectKey::new("data/3f/3f9a").unwrap();
+    /// assert_eq!(key.name(), "3f9a");
+    /// assert!(ObjectKey::new("../escape").is_err());
+    /// assert!(ObjectKey::new("/absolute").is_err());
+    /// ```
+    ///
     /// # Errors
     /// [`InvalidKey`] when the key could escape its root or is empty.
     pub fn new(key: impl Into<String>) -> Result<Self, InvalidKey> {
