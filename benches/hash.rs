@@ -5,7 +5,6 @@
 //! Throughput is input bytes per second. Inputs are in [`inputs`] at the end.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stowage::repo::crypto::{CipherKind, Keys, MasterKey, MASTER_LEN};
@@ -36,10 +35,7 @@ fn blob_id(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    config = inputs::criterion();
     targets = blob_id
 }
 criterion_main!(benches);

@@ -124,10 +124,7 @@ fn pipeline(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    config = inputs::criterion();
     targets = pipeline
 }
 criterion_main!(benches);

@@ -7,7 +7,6 @@
 //! [`inputs`] at the end; the share each one seals to is printed once to stderr.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stowage::repo::blob::{open_blob, BlobKind, Sealer};
@@ -93,10 +92,7 @@ fn open(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    config = inputs::criterion();
     targets = seal, open
 }
 criterion_main!(benches);

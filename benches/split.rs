@@ -7,7 +7,6 @@
 //! Throughput is input bytes per second. Inputs are in [`inputs`] at the end.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stowage::pipeline::split::{FastCdc, Fixed, Splitter};
@@ -78,10 +77,7 @@ fn split(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    config = inputs::criterion();
     targets = split
 }
 criterion_main!(benches);

@@ -1,6 +1,14 @@
 //! Deterministic bench inputs, the same bytes on every run and machine, shared by every
 //! `benches/*.rs` through `#[path]` (each bench is its own crate).
 #![allow(dead_code)]
+
+/// The settings every bench uses: few samples, short runs (the machines have 2 cores).
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(5))
+}
 /// Makes `len` bytes of one kind of input.
 pub type Generator = fn(usize) -> Vec<u8>;
 

@@ -377,15 +377,7 @@ impl Repository {
     /// [`RepoError::Corrupt`] naming the file when its hash, seal or layout is wrong.
     pub async fn read_index(&self, id: IndexId) -> Result<Vec<IndexPack>, RepoError> {
         let key = layout::index(&id);
-        let stored = self.store.get(&key).await?;
-        if content_hash(&stored) != id.0 {
-            return Err(corrupt(
-                key,
-                "content does not match its name (hash mismatch)",
-            ));
-        }
-        let plain = sealed::open_file(&self.keys, INDEX_LABEL, &stored)
-            .map_err(|e| corrupt(key.clone(), e))?;
+        let plain = self.read_sealed(&key, &id.0, INDEX_LABEL).await?;
         index::decode_index(&plain).map_err(|e| corrupt(key, e))
     }
 
@@ -458,16 +450,25 @@ impl Repository {
     /// [`RepoError::Corrupt`] naming the snapshot file.
     pub async fn read_snapshot(&self, id: SnapshotId) -> Result<Snapshot, RepoError> {
         let key = layout::snapshot(&id);
-        let stored = self.store.get(&key).await?;
-        if content_hash(&stored) != id.0 {
+        let plain = self.read_sealed(&key, &id.0, SNAPSHOT_LABEL).await?;
+        Snapshot::decode(&plain).map_err(|e| corrupt(key, e))
+    }
+
+    /// Reads a sealed metadata file, checks it is what its name says, and opens it.
+    async fn read_sealed(
+        &self,
+        key: &ObjectKey,
+        name: &[u8; 32],
+        label: &[u8],
+    ) -> Result<Vec<u8>, RepoError> {
+        let stored = self.store.get(key).await?;
+        if content_hash(&stored) != *name {
             return Err(corrupt(
-                key,
+                key.clone(),
                 "content does not match its name (hash mismatch)",
             ));
         }
-        let plain = sealed::open_file(&self.keys, SNAPSHOT_LABEL, &stored)
-            .map_err(|e| corrupt(key.clone(), e))?;
-        Snapshot::decode(&plain).map_err(|e| corrupt(key, e))
+        sealed::open_file(&self.keys, label, &stored).map_err(|e| corrupt(key.clone(), e))
     }
 
     /// Ids of every snapshot.
