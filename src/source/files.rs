@@ -178,6 +178,24 @@ impl Walk<'_> {
     }
 }
 
+/// The absolute form of `path` with `.` and `..` resolved by name (symlinks are kept as
+/// given), so `backup files ..` records `/srv` and names the entry `srv`, not `..`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl Source for FilesSource {
     fn kind(&self) -> &'static str {
         "files"
@@ -192,7 +210,7 @@ impl Source for FilesSource {
         };
         let mut root: Vec<Entry> = Vec::new();
         for path in &self.paths {
-            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let absolute = normalize(path);
             walk.report.paths.push(absolute.display().to_string());
             let name = match absolute.file_name() {
                 Some(name) => name.as_bytes().to_vec(),
@@ -230,5 +248,21 @@ impl Source for FilesSource {
             tree,
             report: walk.report,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_resolves_dots_by_name() {
+        assert_eq!(normalize(Path::new("/srv/app/..")), PathBuf::from("/srv"));
+        assert_eq!(
+            normalize(Path::new("/srv/./app/.")),
+            PathBuf::from("/srv/app")
+        );
+        assert_eq!(normalize(Path::new("/..")), PathBuf::from("/"));
+        assert!(normalize(Path::new("rel")).is_absolute());
     }
 }
