@@ -168,10 +168,14 @@ pub fn open_blob_in_place<'b>(
     let plain = match tag {
         COMPRESSION_NONE => Plain::Stored(payload),
         COMPRESSION_ZSTD => {
-            let mut out = vec![0u8; raw_len];
-            let n = zstd::bulk::decompress_to_buffer(payload, &mut out[..])
-                .map_err(|source| BlobError::Decompress { id: *id, source })?;
-            out.truncate(n);
+            // zstd fills the spare capacity itself: no zeroing of a buffer it overwrites.
+            let mut out = Vec::with_capacity(raw_len);
+            zstd::zstd_safe::decompress(&mut out, payload).map_err(|code| {
+                BlobError::Decompress {
+                    id: *id,
+                    source: std::io::Error::other(zstd::zstd_safe::get_error_name(code)),
+                }
+            })?;
             Plain::Decompressed(out)
         }
         tag => return Err(BlobError::UnknownCompression { id: *id, tag }),
