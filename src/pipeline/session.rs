@@ -28,7 +28,7 @@ use crate::repo::crypto::Keys;
 use crate::repo::id::BlobId;
 use crate::repo::master_index::MasterIndex;
 use crate::repo::snapshot::SnapshotStats;
-use crate::repo::{RepoError, Repository};
+use crate::repo::Repository;
 
 use super::budget::Budget;
 use super::buffers::ReadBuffers;
@@ -61,7 +61,7 @@ pub struct BackupSession {
     hasher: Option<std::thread::JoinHandle<HashStats>>,
     sealers: Vec<std::thread::JoinHandle<()>>,
     packer: Option<std::thread::JoinHandle<()>>,
-    uploader: Option<tokio::task::JoinHandle<Result<UploadOutcome, RepoError>>>,
+    uploader: Option<tokio::task::JoinHandle<Result<UploadOutcome, PipelineError>>>,
     bytes_read: u64,
     hashed: HashStats,
     progress: Arc<Progress>,
@@ -231,7 +231,7 @@ impl BackupSession {
         }
         let uploaded = match self.uploader.take() {
             Some(task) => match self.runtime.block_on(task) {
-                Ok(result) => result.map_err(PipelineError::Repo),
+                Ok(result) => result,
                 Err(e) => Err(PipelineError::Stage(format!("uploader: {e}"))),
             },
             None => Err(PipelineError::Stopped),

@@ -16,6 +16,7 @@ use crate::repo::index::IndexPack;
 use crate::repo::{RepoError, Repository};
 
 use super::pack::FinishedPack;
+use super::PipelineError;
 
 /// Index files are flushed at least this often during a long run (64 packs ≈ 1 GiB).
 pub const INDEX_EVERY_PACKS: usize = 64;
@@ -47,7 +48,7 @@ pub async fn run_uploader(
     mut input: mpsc::Receiver<FinishedPack>,
     parallel: usize,
     stored_counter: Arc<AtomicU64>,
-) -> Result<UploadOutcome, RepoError> {
+) -> Result<UploadOutcome, PipelineError> {
     let mut outcome = UploadOutcome::default();
     let mut in_flight = JoinSet::new();
     let mut done: Vec<IndexPack> = Vec::new();
@@ -59,7 +60,7 @@ pub async fn run_uploader(
                 None => open = false,
             },
             Some(joined) = in_flight.join_next() => {
-                let packed = joined.map_err(|e| RepoError::Parameters(format!("upload task failed: {e}")))??;
+                let packed = joined.map_err(|e| PipelineError::Stage(format!("upload task: {e}")))??;
                 outcome.packs += 1;
                 outcome.bytes_stored += packed.len;
                 stored_counter.fetch_add(packed.len, Ordering::Relaxed);
