@@ -1,13 +1,12 @@
 //! `stowage key add|list|remove`
 
-use anyhow::Context;
 use clap::Subcommand;
 
 use stowage::repo::id::KeyId;
 use stowage::repo::KdfCost;
 
 use super::render::print_json;
-use super::settings::prompt_password;
+use super::settings::passphrase;
 use super::Resolved;
 
 #[derive(Debug, Subcommand)]
@@ -23,28 +22,16 @@ pub enum KeyCommand {
     Remove { id: String },
 }
 
-fn new_password(file: Option<std::path::PathBuf>) -> anyhow::Result<Vec<u8>> {
-    if let Some(path) = file {
-        let mut raw =
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            raw.pop();
-        }
-        anyhow::ensure!(!raw.is_empty(), "empty passphrase in {}", path.display());
-        return Ok(raw);
-    }
-    if let Some(raw) = std::env::var_os("STOWAGE_NEW_PASSWORD") {
-        anyhow::ensure!(!raw.is_empty(), "empty STOWAGE_NEW_PASSWORD");
-        return Ok(raw.into_encoded_bytes());
-    }
-    prompt_password("new passphrase: ", true)
-}
-
 pub async fn run(settings: &Resolved, cmd: KeyCommand) -> anyhow::Result<()> {
     let repo = settings.open().await?;
     match cmd {
         KeyCommand::Add { new_password_file } => {
-            let password = new_password(new_password_file)?;
+            let password = passphrase(
+                new_password_file.as_deref(),
+                "STOWAGE_NEW_PASSWORD",
+                "new passphrase: ",
+                true,
+            )?;
             let id = repo.add_key(&password, KdfCost::default()).await?;
             if settings.json {
                 print_json(&serde_json::json!({ "key": id }))?;

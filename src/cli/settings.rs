@@ -82,18 +82,12 @@ impl Resolved {
     /// The passphrase: `STOWAGE_PASSWORD_FILE` (or `password_file`), `STOWAGE_PASSWORD`, or
     /// a prompt on a terminal. A trailing newline in the file is not part of it.
     pub fn password(&self, prompt: &str, confirm: bool) -> anyhow::Result<Vec<u8>> {
-        if let Some(path) = &self.password_file {
-            let mut raw = std::fs::read(path)
-                .with_context(|| format!("reading password file {}", path.display()))?;
-            while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                raw.pop();
-            }
-            return non_empty(raw, &path.display().to_string());
-        }
-        if let Some(raw) = std::env::var_os("STOWAGE_PASSWORD") {
-            return non_empty(raw.into_encoded_bytes(), "STOWAGE_PASSWORD");
-        }
-        prompt_password(prompt, confirm)
+        passphrase(
+            self.password_file.as_deref(),
+            "STOWAGE_PASSWORD",
+            prompt,
+            confirm,
+        )
     }
 
     /// Opens the repository with the resolved passphrase.
@@ -114,6 +108,28 @@ impl Resolved {
         }
         settings
     }
+}
+
+/// A passphrase from `file` (a trailing newline is not part of it), else the environment
+/// variable `env`, else a prompt on the terminal.
+pub fn passphrase(
+    file: Option<&Path>,
+    env: &str,
+    prompt: &str,
+    confirm: bool,
+) -> anyhow::Result<Vec<u8>> {
+    if let Some(path) = file {
+        let mut raw = std::fs::read(path)
+            .with_context(|| format!("reading password file {}", path.display()))?;
+        while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            raw.pop();
+        }
+        return non_empty(raw, &path.display().to_string());
+    }
+    if let Some(raw) = std::env::var_os(env) {
+        return non_empty(raw.into_encoded_bytes(), env);
+    }
+    prompt_password(prompt, confirm)
 }
 
 fn non_empty(raw: Vec<u8>, from: &str) -> anyhow::Result<Vec<u8>> {
