@@ -190,6 +190,7 @@ fn modified_config_is_detected_and_stray_key_files_are_skipped() {
     let out = repo.cmd(&["snapshots"]).output().unwrap();
     common::assert_success(&out, &["snapshots with a stray key file"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"));
+    assert_eq!(repo.json(&["key", "list"]).as_array().unwrap().len(), 1);
     // The config is plaintext, but the key files seal its hash.
     let config = repo.path().join("config");
     let text = std::fs::read_to_string(&config).unwrap();

@@ -48,7 +48,7 @@ pub struct KeyFile {
     pub data: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KeyFileError {
     #[error("not a stowage key file: {0}")]
     Malformed(String),

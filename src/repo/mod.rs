@@ -218,15 +218,16 @@ impl Repository {
         passphrase: &[u8],
     ) -> Result<Repository, RepoError> {
         let (config, config_hash) = read_config(&*store).await?;
-        let key_files = store.list(layout::KEYS).await?;
+        let key_files = read_key_files(&*store).await?;
         if key_files.is_empty() {
             return Err(RepoError::NoKeys {
                 location: store.location(),
             });
         }
-        for meta in &key_files {
-            let raw = store.get(&meta.key).await?;
-            let unwrapped = KeyFile::decode(&raw)
+        for (key, key_id, file) in &key_files {
+            let unwrapped = file
+                .as_ref()
+                .map_err(Clone::clone)
                 .and_then(|file| file.unwrap_key(passphrase, config.id, config_hash));
             match unwrapped {
                 Ok(master) => {
@@ -237,14 +238,14 @@ impl Repository {
                         config_hash,
                         master,
                         keys,
-                        key_id: KeyId(content_hash(&raw)),
+                        key_id: *key_id,
                     });
                 }
                 Err(KeyFileError::WrongPassphrase) => continue,
                 // A key left by an interrupted `init`, or a file that is not a key at all,
                 // must not lock the owner out: skip it, say so, try the others.
                 Err(e @ (KeyFileError::ForeignRepository { .. } | KeyFileError::Malformed(_))) => {
-                    tracing::warn!("{}: skipped: {e}", meta.key);
+                    tracing::warn!("{key}: skipped: {e}");
                     continue;
                 }
                 Err(source @ KeyFileError::ConfigModified) => {
@@ -304,13 +305,12 @@ impl Repository {
     /// Store errors and malformed key files.
     pub async fn list_keys(&self) -> Result<Vec<(KeyId, KeyFile)>, RepoError> {
         let mut out = Vec::new();
-        for meta in self.store.list(layout::KEYS).await? {
-            let raw = self.store.get(&meta.key).await?;
-            let file = KeyFile::decode(&raw).map_err(|source| RepoError::KeyFile {
-                key: meta.key.clone(),
-                source,
-            })?;
-            out.push((KeyId(content_hash(&raw)), file));
+        for (key, id, file) in read_key_files(&*self.store).await? {
+            match file {
+                Ok(file) => out.push((id, file)),
+                // Reported, not fatal: as on open, a stray file must not block key management.
+                Err(e) => tracing::warn!("{key}: skipped: {e}"),
+            }
         }
         Ok(out)
     }
@@ -553,6 +553,18 @@ async fn read_config(store: &dyn ObjectStore) -> Result<(Config, [u8; 32]), Repo
     };
     let config = Config::decode(&raw).map_err(|reason| RepoError::Config { key, reason })?;
     Ok((config, content_hash(&raw)))
+}
+
+/// Every object under `keys/`, its id, and what decoding it gave.
+async fn read_key_files(
+    store: &dyn ObjectStore,
+) -> Result<Vec<(ObjectKey, KeyId, Result<KeyFile, KeyFileError>)>, RepoError> {
+    let mut out = Vec::new();
+    for meta in store.list(layout::KEYS).await? {
+        let raw = store.get(&meta.key).await?;
+        out.push((meta.key, KeyId(content_hash(&raw)), KeyFile::decode(&raw)));
+    }
+    Ok(out)
 }
 
 async fn write_key(
