@@ -6,15 +6,14 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{assert_fails_with, pattern, TestRepo};
+use common::{assert_fails_with, pattern, Backend, TestRepo};
 
 fn name_of(path: &std::path::Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-#[test]
-fn flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_restore() {
-    let repo = TestRepo::new();
+fn flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_restore(backend: Backend) {
+    let repo = TestRepo::on(backend);
     let data = pattern(3 * 1024 * 1024, 10);
     let snap = repo.backup_stdin("f", &data)["snapshot"]
         .as_str()
@@ -56,9 +55,8 @@ fn flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_restore() {
     assert_fails_with(&out, &["authentication failed"]);
 }
 
-#[test]
-fn deleted_pack_is_reported_with_its_key() {
-    let repo = TestRepo::new();
+fn deleted_pack_is_reported_with_its_key(backend: Backend) {
+    let repo = TestRepo::on(backend);
     repo.backup_stdin("f", &pattern(1024 * 1024, 11));
     let packs = repo.objects("data");
     std::fs::remove_file(&packs[0]).unwrap();
@@ -68,9 +66,8 @@ fn deleted_pack_is_reported_with_its_key() {
     assert_fails_with(&out, &[&name_of(&packs[0]), "not found"]);
 }
 
-#[test]
-fn truncated_index_is_named() {
-    let repo = TestRepo::new();
+fn truncated_index_is_named(backend: Backend) {
+    let repo = TestRepo::on(backend);
     repo.backup_stdin("f", b"some data");
     let index = &repo.objects("index")[0];
     let bytes = std::fs::read(index).unwrap();
@@ -89,9 +86,8 @@ fn truncated_index_is_named() {
     assert_fails_with(&out, &[&name_of(index), "damaged"]);
 }
 
-#[test]
-fn corrupt_snapshot_is_named() {
-    let repo = TestRepo::new();
+fn corrupt_snapshot_is_named(backend: Backend) {
+    let repo = TestRepo::on(backend);
     repo.backup_stdin("f", b"some data");
     let snap = &repo.objects("snapshots")[0];
     std::fs::write(snap, b"garbage").unwrap();
@@ -148,9 +144,10 @@ fn unreadable_source_file_fails_the_backup_with_its_name() {
     );
 }
 
-#[test]
-fn kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_backup() {
-    let repo = TestRepo::new();
+fn kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_backup(
+    backend: Backend,
+) {
+    let repo = TestRepo::on(backend);
     // Several points in the run: early (first buffers), mid (packs written), late.
     for (round, feed_mib) in [(0u64, 1usize), (1, 40), (2, 90)] {
         let mut child = repo
@@ -181,9 +178,8 @@ fn kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_bac
     repo.ok(&["verify", "--read-data"]);
 }
 
-#[test]
-fn modified_config_is_detected_and_stray_key_files_are_skipped() {
-    let repo = TestRepo::new();
+fn modified_config_is_detected_and_stray_key_files_are_skipped(backend: Backend) {
+    let repo = TestRepo::on(backend);
     repo.backup_stdin("f", b"data");
     // A stray or hostile file under keys/ must not lock the owner out.
     std::fs::write(repo.path().join("keys").join("0".repeat(64)), b"not a key").unwrap();
@@ -202,3 +198,12 @@ fn modified_config_is_detected_and_stray_key_files_are_skipped() {
     let out = repo.cmd(&["snapshots"]).output().unwrap();
     assert_fails_with(&out, &["config", "modified after init"]);
 }
+
+on_every_store!(
+    flipped_byte_in_a_pack_is_named_by_verify_and_refused_by_restore,
+    deleted_pack_is_reported_with_its_key,
+    truncated_index_is_named,
+    corrupt_snapshot_is_named,
+    kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_backup,
+    modified_config_is_detected_and_stray_key_files_are_skipped,
+);

@@ -4,11 +4,10 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::{assert_success, compressible, pattern, write, TestRepo};
+use common::{assert_success, compressible, pattern, write, Backend, TestRepo};
 
-#[test]
-fn streams_round_trip_bit_identical() {
-    let repo = TestRepo::new();
+fn streams_round_trip_bit_identical(backend: Backend) {
+    let repo = TestRepo::on(backend);
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("one-byte", vec![0x42]),
@@ -32,9 +31,8 @@ fn streams_round_trip_bit_identical() {
     repo.ok(&["verify", "--read-data"]);
 }
 
-#[test]
-fn second_backup_of_unchanged_data_stores_under_one_percent() {
-    let repo = TestRepo::new();
+fn second_backup_of_unchanged_data_stores_under_one_percent(backend: Backend) {
+    let repo = TestRepo::on(backend);
     let data = pattern(24 * 1024 * 1024, 2);
     let first = repo.backup_stdin("db.dump", &data);
     assert!(first["bytes_stored"].as_u64().unwrap() >= data.len() as u64);
@@ -48,9 +46,8 @@ fn second_backup_of_unchanged_data_stores_under_one_percent() {
     assert_eq!(repo.cat(&["latest"]), data);
 }
 
-#[test]
-fn one_byte_change_in_100_mib_stores_about_one_chunk() {
-    let repo = TestRepo::new();
+fn one_byte_change_in_100_mib_stores_about_one_chunk(backend: Backend) {
+    let repo = TestRepo::on(backend);
     let src = repo.scratch("src");
     let mut data = pattern(100 * 1024 * 1024, 3);
     write(&src.join("big.bin"), &data);
@@ -73,12 +70,11 @@ fn one_byte_change_in_100_mib_stores_about_one_chunk() {
     assert_eq!(repo.cat(&["latest", "src/big.bin"]), data);
 }
 
-#[test]
-fn file_tree_with_symlinks_modes_and_odd_names_round_trips() {
+fn file_tree_with_symlinks_modes_and_odd_names_round_trips(backend: Backend) {
     use std::ffi::OsStr;
     use std::os::unix::ffi::OsStrExt;
 
-    let repo = TestRepo::new();
+    let repo = TestRepo::on(backend);
     let src = repo.scratch("tree");
     write(&src.join("a/b/c.txt"), b"deep");
     write(&src.join("empty.bin"), b"");
@@ -295,3 +291,10 @@ fn cat_into_a_closed_pipe_is_not_an_error() {
         .unwrap();
     assert_success(&out, &["cat | head"]);
 }
+
+on_every_store!(
+    streams_round_trip_bit_identical,
+    second_backup_of_unchanged_data_stores_under_one_percent,
+    one_byte_change_in_100_mib_stores_about_one_chunk,
+    file_tree_with_symlinks_modes_and_odd_names_round_trips,
+);

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{assert_fails_with, pattern, TestRepo, PASSWORD};
+use common::{assert_fails_with, pattern, Backend, TestRepo, PASSWORD};
 use stowage::backup::{run_backup, SnapshotMeta};
 use stowage::pipeline::{BackupSession, PipelineError, Settings};
 use stowage::repo::blob::BlobKind;
@@ -167,9 +167,8 @@ fn existing_symlink_in_the_target_is_never_followed() {
     assert!(!outside.join("victim").exists());
 }
 
-#[test]
-fn concurrent_writers_all_succeed_and_all_restore() {
-    let repo = TestRepo::new();
+fn concurrent_writers_all_succeed_and_all_restore(backend: Backend) {
+    let repo = TestRepo::on(backend);
     let shared = pattern(6 * 1024 * 1024, 50);
     let inputs: Vec<Vec<u8>> = (0..4)
         .map(|i| {
@@ -248,3 +247,5 @@ fn keys_can_be_added_listed_and_removed_but_never_all() {
     assert_fails_with(&out, &["wrong passphrase"]);
     assert_eq!(repo.json(&["key", "list"]).as_array().unwrap().len(), 1);
 }
+
+on_every_store!(concurrent_writers_all_succeed_and_all_restore,);

@@ -37,7 +37,7 @@ pub struct InitArgs {
 }
 
 pub async fn run(settings: &Resolved, args: InitArgs) -> anyhow::Result<()> {
-    let store = settings.store()?;
+    let store = settings.store().await?;
     let password = settings.password("new repository passphrase: ", true)?;
     let avg = args.chunk_avg_kib.saturating_mul(1024);
     let mut kdf = KdfCost::default();

@@ -4,6 +4,7 @@
 //! renders the result. No pipeline logic lives here.
 
 mod backup;
+mod gc;
 mod init;
 mod key;
 mod quickstart;
@@ -27,7 +28,7 @@ pub use settings::Resolved;
 #[derive(Debug, Parser)]
 #[command(name = "stowage", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// Repository location: a directory (env STOWAGE_REPO).
+    /// Repository location: a directory or s3://bucket/prefix (env STOWAGE_REPO).
     #[arg(long, short = 'r', global = true, env = "STOWAGE_REPO")]
     pub repo: Option<String>,
     /// Settings file (TOML); default /etc/stowage/stowage.toml when it exists.
@@ -51,6 +52,18 @@ pub struct Cli {
     /// Compression and encryption threads (default: one per core).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// S3 server-side encryption: AES256 or aws:kms.
+    #[arg(long, global = true, value_name = "MODE")]
+    pub sse: Option<String>,
+    /// KMS key for --sse aws:kms (default: the account's S3 key).
+    #[arg(long, global = true, value_name = "ID")]
+    pub sse_kms_key_id: Option<String>,
+    /// S3 storage class for pack files (STANDARD_IA, GLACIER_IR, …).
+    #[arg(long, global = true, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Integrity check on S3 uploads: crc32c (default), md5, none.
+    #[arg(long, global = true, value_name = "CHECK")]
+    pub s3_checksum: Option<stowage::store::s3::Checksum>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -73,6 +86,8 @@ pub enum Command {
     Cat(restore::CatArgs),
     /// Check the repository; with --read-data, every byte.
     Verify(verify::VerifyArgs),
+    /// Abort writes left unfinished by killed backups (S3 multipart uploads, temp files).
+    Gc(gc::GcArgs),
     /// Back up, verify and restore sample data in a local repository, and show what happened.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -175,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => runtime.block_on(restore::run_restore(&resolved, args)),
         Command::Cat(args) => runtime.block_on(restore::run_cat(&resolved, args)),
         Command::Verify(args) => runtime.block_on(verify::run(&resolved, args)),
+        Command::Gc(args) => runtime.block_on(gc::run(&resolved, args)),
         Command::Quickstart(args) => quickstart::run(&resolved, &handle, args),
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

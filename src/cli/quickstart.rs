@@ -52,7 +52,10 @@ pub fn run(settings: &Resolved, runtime: &Handle, args: QuickstartArgs) -> anyho
         repo_dir.display()
     );
 
-    let store = open_store(&repo_dir.display().to_string())?;
+    let store = runtime.block_on(open_store(
+        &repo_dir.display().to_string(),
+        &Default::default(),
+    ))?;
     let repo = runtime.block_on(Repository::init(
         store,
         DEMO_PASSPHRASE,

@@ -3,13 +3,15 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use stowage::pipeline::{Settings, DEFAULT_IN_FLIGHT_BYTES};
 use stowage::repo::Repository;
-use stowage::store::{open_store, ObjectStore};
+use stowage::store::s3::{Checksum, ServerSideEncryption};
+use stowage::store::{open_store, ObjectStore, StoreOptions};
 
 use super::Cli;
 
@@ -25,6 +27,33 @@ pub struct FileSettings {
     pub in_flight_mib: Option<usize>,
     pub threads: Option<usize>,
     pub host: Option<String>,
+    pub s3: Option<S3FileSettings>,
+}
+
+/// The `[s3]` table: how to reach an `s3://` repository. Credentials are never here:
+/// they come from the AWS chain (environment, profile, SSO, instance or IRSA role).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3FileSettings {
+    /// An S3-compatible endpoint (MinIO, Ceph RGW, Garage…); `AWS_ENDPOINT_URL` also works.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Path-style addressing; default on when an endpoint is set.
+    pub path_style: Option<bool>,
+    pub part_size_mib: Option<usize>,
+    pub parts_in_flight: Option<usize>,
+    /// `crc32c` (default), `md5` or `none`.
+    pub checksum: Option<Checksum>,
+    /// `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    /// Storage class of pack files (`STANDARD_IA`, `GLACIER_IR`, …).
+    pub storage_class: Option<String>,
+    /// Send `If-None-Match: *` on create-only writes (default true).
+    pub conditional_writes: Option<bool>,
+    pub max_attempts: Option<u32>,
+    pub initial_backoff_ms: Option<u64>,
+    pub timeout_secs: Option<u64>,
 }
 
 /// Everything a command needs to know before it touches the repository.
@@ -36,6 +65,7 @@ pub struct Resolved {
     pub in_flight_bytes: usize,
     pub threads: Option<usize>,
     pub host: Option<String>,
+    pub store: StoreOptions,
     pub json: bool,
     pub quiet: bool,
     /// Progress bars and prompts only on an interactive terminal.
@@ -55,6 +85,7 @@ pub fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
         None => FileSettings::default(),
     };
     let env_password_file = std::env::var_os("STOWAGE_PASSWORD_FILE").map(PathBuf::from);
+    let store = store_options(cli, file.s3.unwrap_or_default())?;
     Ok(Resolved {
         repo: cli.repo.clone().or(file.repo),
         password_file: env_password_file.or(file.password_file),
@@ -65,18 +96,61 @@ pub fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
             .map_or(DEFAULT_IN_FLIGHT_BYTES, |mib| mib.max(16) * 1024 * 1024),
         threads: cli.threads.or(file.threads),
         host: file.host,
+        store,
         json: cli.json,
         quiet: cli.quiet,
         interactive: std::io::stderr().is_terminal() && !cli.json && !cli.quiet,
     })
 }
 
+/// Flags over the `[s3]` table over defaults.
+fn store_options(cli: &Cli, file: S3FileSettings) -> anyhow::Result<StoreOptions> {
+    let mut s3 = stowage::store::s3::S3Options {
+        endpoint: file.endpoint,
+        region: file.region,
+        path_style: file.path_style,
+        ..Default::default()
+    };
+    if let Some(mib) = file.part_size_mib {
+        s3.part_size = mib.saturating_mul(1024 * 1024);
+    }
+    if let Some(n) = file.parts_in_flight {
+        s3.parts_in_flight = n;
+    }
+    s3.checksum = cli.s3_checksum.or(file.checksum).unwrap_or_default();
+    s3.sse = ServerSideEncryption::from_parts(
+        cli.sse.as_deref().or(file.sse.as_deref()),
+        cli.sse_kms_key_id
+            .as_deref()
+            .or(file.sse_kms_key_id.as_deref()),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("server-side encryption settings")?;
+    s3.storage_class = cli.storage_class.clone().or(file.storage_class);
+    if let Some(on) = file.conditional_writes {
+        s3.conditional_writes = on;
+    }
+    if let Some(n) = file.max_attempts {
+        s3.max_attempts = n;
+    }
+    if let Some(ms) = file.initial_backoff_ms {
+        s3.initial_backoff = Duration::from_millis(ms);
+    }
+    if let Some(secs) = file.timeout_secs {
+        s3.timeout = Duration::from_secs(secs.max(1));
+    }
+    s3.validate()
+        .map_err(anyhow::Error::msg)
+        .context("[s3] settings")?;
+    Ok(StoreOptions { s3 })
+}
+
 impl Resolved {
-    pub fn store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
         let Some(location) = &self.repo else {
             bail!("no repository given: pass --repo, set STOWAGE_REPO, or put `repo = …` in the settings file");
         };
-        Ok(open_store(location)?)
+        Ok(open_store(location, &self.store).await?)
     }
 
     /// The passphrase: `STOWAGE_PASSWORD_FILE` (or `password_file`), `STOWAGE_PASSWORD`, or
@@ -92,7 +166,7 @@ impl Resolved {
 
     /// Opens the repository with the resolved passphrase.
     pub async fn open(&self) -> anyhow::Result<Repository> {
-        let store = self.store()?;
+        let store = self.store().await?;
         let password = self.password("repository passphrase: ", false)?;
         Ok(Repository::open(store, &password).await?)
     }

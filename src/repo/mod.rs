@@ -438,10 +438,16 @@ impl Repository {
     pub async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId, RepoError> {
         let stored = sealed::seal_file(&self.keys, SNAPSHOT_LABEL, &snapshot.encode());
         let id = SnapshotId(content_hash(&stored));
-        self.store
+        // The name is the content's hash: finding it there (a retried write whose first
+        // answer was lost) means it is stored.
+        match self
+            .store
             .put(&layout::snapshot(&id), Bytes::from(stored), PutMode::Create)
-            .await?;
-        Ok(id)
+            .await
+        {
+            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(id),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Reads and checks one snapshot.

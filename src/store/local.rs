@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError};
+use super::{IncompleteUpload, ObjectKey, ObjectMeta, ObjectStore, PutMode, StoreError};
 
 /// Names starting with this are in-progress writes, never objects.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -175,6 +175,49 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreErro
     Ok(out)
 }
 
+/// Temporary files left by killed writers, found by walking the whole tree.
+fn list_temp_blocking(root: &Path) -> Result<Vec<IncompleteUpload>, StoreError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("list directory", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list directory", &dir, e))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|e| io_err("stat", &path, e))?;
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+                continue;
+            };
+            let Some(rel) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
+                continue;
+            };
+            // `<name>-<16 hex>`: the object name is what precedes the random suffix.
+            let object = rest.rsplit_once('-').map_or(rest, |(object, _)| object);
+            let key = match rel.rsplit_once('/') {
+                Some((parent, _)) => format!("{parent}/{object}"),
+                None => object.to_string(),
+            };
+            out.push(IncompleteUpload {
+                key,
+                id: rel.to_string(),
+                started: meta.modified().ok(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
 #[async_trait]
 impl ObjectStore for LocalStore {
     async fn put(&self, key: &ObjectKey, body: Bytes, mode: PutMode) -> Result<(), StoreError> {
@@ -247,6 +290,25 @@ impl ObjectStore for LocalStore {
             Err(e) => Err(io_err("delete", &path, e)),
         })
         .await
+    }
+
+    async fn list_incomplete(&self) -> Result<Vec<IncompleteUpload>, StoreError> {
+        self.blocking(list_temp_blocking).await
+    }
+
+    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> Result<(), StoreError> {
+        // Only ever a temporary file inside the root, whatever the caller passes.
+        let key = ObjectKey::new(upload.id.clone()).map_err(|e| StoreError::BadLocation {
+            location: self.location(),
+            reason: e.to_string(),
+        })?;
+        if !key.name().starts_with(TEMP_PREFIX) {
+            return Err(StoreError::BadLocation {
+                location: self.location(),
+                reason: format!("{key} is not a temporary file"),
+            });
+        }
+        self.delete(&key).await
     }
 
     fn location(&self) -> String {

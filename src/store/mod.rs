@@ -16,13 +16,15 @@
 mod key;
 mod local;
 mod open;
+pub mod s3;
 
 pub use key::ObjectKey;
 pub use local::LocalStore;
-pub use open::open_store;
+pub use open::{open_store, StoreOptions};
 
 use std::ops::Range;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -66,6 +68,17 @@ pub enum StoreError {
     },
     #[error("repository location {location:?} is not usable: {reason}")]
     BadLocation { location: String, reason: String },
+    /// The store refused who we are or what we asked: credentials, permissions.
+    #[error("{location}: access refused: {reason}")]
+    Denied { location: String, reason: String },
+    /// A remote store failed a request (after its retries, when `retryable`).
+    #[error("{op} {target}: {detail}")]
+    Remote {
+        op: &'static str,
+        target: String,
+        detail: String,
+        retryable: bool,
+    },
 }
 
 impl StoreError {
@@ -78,6 +91,7 @@ impl StoreError {
                     | std::io::ErrorKind::TimedOut
                     | std::io::ErrorKind::WouldBlock
             ),
+            StoreError::Remote { retryable, .. } => *retryable,
             _ => false,
         }
     }
@@ -86,6 +100,19 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
     }
+}
+
+/// A write that was started and never finished: a multipart upload left by a killed
+/// process, or a local temporary file. Harmless to readers (no object refers to it),
+/// but it holds space until [`ObjectStore::abort_incomplete`] removes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    /// The key the write was for, relative to the store's root.
+    pub key: String,
+    /// What the store needs to abort it (an S3 upload id, a temporary file name).
+    pub id: String,
+    /// When it was started, if the store says.
+    pub started: Option<SystemTime>,
 }
 
 /// The contract between the repository and wherever its bytes live.
@@ -110,6 +137,12 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Removes an object; removing an absent object is not an error.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
+
+    /// Writes that were started and never finished (see [`IncompleteUpload`]).
+    async fn list_incomplete(&self) -> Result<Vec<IncompleteUpload>, StoreError>;
+
+    /// Discards one unfinished write; one already gone is not an error.
+    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> Result<(), StoreError>;
 
     /// A human-readable location for messages (`/srv/backup`, `s3://bucket/prefix`).
     fn location(&self) -> String;

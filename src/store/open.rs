@@ -2,26 +2,42 @@
 
 use std::sync::Arc;
 
+use super::s3::{S3Options, S3Store};
 use super::{LocalStore, ObjectStore, StoreError};
 
-/// Opens the store a repository location names: a directory path (the embedded default).
+/// Settings of every kind of store; each location uses its own part.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    pub s3: S3Options,
+}
+
+/// Opens the store a repository location names: `s3://bucket/prefix`, or a directory
+/// path (the embedded default).
 ///
-/// `s3://` locations are recognised and refused with a clear message until the S3 store
-/// lands, rather than being taken for a relative directory named `s3:`.
+/// Other `scheme://` locations are refused rather than taken for a relative directory.
 ///
 /// # Errors
-/// [`StoreError::BadLocation`] for an empty or unsupported location.
-pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>, StoreError> {
+/// [`StoreError::BadLocation`] for an empty or unsupported location; for S3, whatever
+/// [`S3Store::connect`] finds wrong (no bucket, credentials, region).
+pub async fn open_store(
+    location: &str,
+    options: &StoreOptions,
+) -> Result<Arc<dyn ObjectStore>, StoreError> {
     if location.is_empty() {
         return Err(StoreError::BadLocation {
             location: location.into(),
             reason: "empty repository location (set --repo or STOWAGE_REPO)".into(),
         });
     }
+    if location.starts_with("s3://") {
+        return Ok(Arc::new(
+            S3Store::connect(location, options.s3.clone()).await?,
+        ));
+    }
     if let Some((scheme, _)) = location.split_once("://") {
         return Err(StoreError::BadLocation {
             location: location.into(),
-            reason: format!("the {scheme}:// scheme is not supported by this build"),
+            reason: format!("the {scheme}:// scheme is not supported (s3:// or a directory)"),
         });
     }
     Ok(Arc::new(LocalStore::new(location)))

@@ -2,6 +2,9 @@
 //! builder for the real binary. Everything is cleaned up on drop.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+pub mod s3_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -41,15 +44,41 @@ pub fn compressible(len: usize) -> Vec<u8> {
     out
 }
 
-/// A temp directory holding a repository (`repo/`) and room for restores.
+/// Where a test repository lives. The suites that matter run on both (see
+/// [`on_every_store!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A directory.
+    Local,
+    /// A bucket on a real S3 server over loopback HTTP ([`s3_server`]).
+    S3,
+    /// The same S3 server reached through a [`fault_proxy::FaultProxy`].
+    S3ViaProxy,
+}
+
+/// The test bucket and the repository's prefix in it.
+pub const BUCKET: &str = "stowage-test";
+const PREFIX: &str = "repo";
+
+/// A temp directory holding a repository (`repo/`, or an S3 bucket whose objects are
+/// files under `s3/`) and room for restores.
 pub struct TestRepo {
+    pub backend: Backend,
+    pub proxy: Option<fault_proxy::FaultProxy>,
+    pub server: Option<s3_server::S3Server>,
+    /// Declared last: dropped after the servers above stop.
     pub dir: tempfile::TempDir,
 }
 
 impl TestRepo {
-    /// A new, initialized repository with cheap key derivation.
+    /// A new, initialized local repository with cheap key derivation.
     pub fn new() -> TestRepo {
-        let repo = TestRepo::empty();
+        TestRepo::on(Backend::Local)
+    }
+
+    /// A new, initialized repository on `backend`.
+    pub fn on(backend: Backend) -> TestRepo {
+        let repo = TestRepo::empty_on(backend);
         let out = repo
             .cmd(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"])
             .output()
@@ -64,13 +93,49 @@ impl TestRepo {
 
     /// A temp directory with no repository yet.
     pub fn empty() -> TestRepo {
+        TestRepo::empty_on(Backend::Local)
+    }
+
+    /// No repository yet, on `backend` (for S3: the server runs, the bucket exists).
+    pub fn empty_on(backend: Backend) -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, proxy) = match backend {
+            Backend::Local => (None, None),
+            Backend::S3 | Backend::S3ViaProxy => {
+                let server = s3_server::S3Server::start(&dir.path().join("s3"), &[BUCKET]);
+                let proxy = (backend == Backend::S3ViaProxy)
+                    .then(|| fault_proxy::FaultProxy::start(server.addr));
+                // Quick retries and timeouts, so fault tests take seconds, not minutes.
+                std::fs::write(
+                    dir.path().join("stowage.toml"),
+                    "[s3]\ninitial_backoff_ms = 20\nmax_attempts = 6\ntimeout_secs = 5\npart_size_mib = 5\n",
+                )
+                .unwrap();
+                (Some(server), proxy)
+            }
+        };
         TestRepo {
-            dir: tempfile::tempdir().unwrap(),
+            backend,
+            proxy,
+            server,
+            dir,
         }
     }
 
+    /// The directory holding the repository's objects (for S3: the bucket's files).
     pub fn path(&self) -> PathBuf {
-        self.dir.path().join("repo")
+        match &self.server {
+            None => self.dir.path().join("repo"),
+            Some(server) => server.root.join(BUCKET).join(PREFIX),
+        }
+    }
+
+    /// What `--repo` says for this repository.
+    pub fn location(&self) -> String {
+        match self.backend {
+            Backend::Local => self.path().display().to_string(),
+            _ => format!("s3://{BUCKET}/{PREFIX}"),
+        }
     }
 
     /// A scratch path inside the test directory.
@@ -81,10 +146,23 @@ impl TestRepo {
     /// `stowage ARGS` against this repository, with the test passphrase.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = stowage();
-        cmd.env("STOWAGE_REPO", self.path())
+        cmd.env("STOWAGE_REPO", self.location())
             .env("STOWAGE_PASSWORD", PASSWORD)
             .args(args);
+        self.add_store_env(&mut cmd);
         cmd
+    }
+
+    /// The environment that points a `stowage` process at this repository's store.
+    pub fn add_store_env(&self, cmd: &mut Command) {
+        if let Some(server) = &self.server {
+            let endpoint = match &self.proxy {
+                Some(proxy) => proxy.endpoint(),
+                None => server.endpoint(),
+            };
+            cmd.envs(s3_server::aws_env(&endpoint))
+                .env("STOWAGE_CONFIG", self.dir.path().join("stowage.toml"));
+        }
     }
 
     /// Runs `stowage ARGS` with `input` on stdin.
@@ -144,11 +222,27 @@ impl TestRepo {
     }
 }
 
+/// Generates, for each named `fn NAME(backend: Backend)`, one `#[test]` per store:
+/// `local::NAME` and `s3::NAME`. One suite, not a copy per store.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Local) } )*
+        }
+        mod s3 {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::S3) } )*
+        }
+    };
+}
+
 /// The binary under test.
 pub fn stowage() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stowage"));
     cmd.env_remove("STOWAGE_PASSWORD_FILE")
         .env_remove("STOWAGE_CONFIG")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
         .env("NO_COLOR", "1");
     cmd
 }

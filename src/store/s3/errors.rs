@@ -1,0 +1,132 @@
+//! Turning S3's answers into [`StoreError`]s that say what the operator must fix.
+//!
+//! The SDK has already retried what is worth retrying by the time an error gets here, so
+//! the job is naming: a missing bucket, rejected credentials and a wrong region each get
+//! their own message, and "not found" stays [`StoreError::NotFound`] because callers
+//! give it meaning.
+
+use aws_sdk_s3::config::http::HttpResponse as Response;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::options::S3Location;
+use crate::store::{ObjectKey, StoreError};
+
+/// What was being done when an error happened.
+pub(super) struct Ctx<'a> {
+    pub op: &'static str,
+    pub location: &'a S3Location,
+    /// The object, when the request was about one.
+    pub key: Option<&'a ObjectKey>,
+}
+
+impl Ctx<'_> {
+    fn target(&self) -> String {
+        match self.key {
+            Some(key) => format!("{}/{key}", self.location),
+            None => self.location.to_string(),
+        }
+    }
+}
+
+/// Classifies an SDK error.
+pub(super) fn classify<E>(err: SdkError<E, Response>, ctx: &Ctx<'_>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let actual_region = err
+        .raw_response()
+        .and_then(|r| r.headers().get("x-amz-bucket-region"))
+        .map(str::to_string);
+    let code = err.code().unwrap_or_default().to_string();
+    let full = DisplayErrorContext(&err).to_string();
+    let transient = match &err {
+        SdkError::TimeoutError(_) => true,
+        SdkError::DispatchFailure(d) => !d.is_user(),
+        SdkError::ResponseError(_) => true,
+        _ => false,
+    };
+    if status.is_none() && mentions_credentials(&full) {
+        return denied(
+            ctx,
+            "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+             AWS_PROFILE, or run with an instance or IRSA role)",
+        );
+    }
+    let bucket = &ctx.location.bucket;
+    match (status, code.as_str()) {
+        (_, "NoSuchBucket") => bad_location(ctx, format!("bucket {bucket:?} does not exist")),
+        (Some(404), _) => match ctx.key {
+            Some(key) => StoreError::NotFound { key: key.clone() },
+            None => bad_location(ctx, format!("bucket {bucket:?} does not exist")),
+        },
+        (_, "InvalidAccessKeyId") => denied(ctx, "the access key id is not known to the store"),
+        (_, "SignatureDoesNotMatch") => denied(
+            ctx,
+            "the secret access key does not match the access key id (request signature rejected)",
+        ),
+        (_, "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired") => {
+            denied(ctx, "the session token is expired or invalid")
+        }
+        (_, "AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException")
+        | (Some(301), _) => bad_location(
+            ctx,
+            match actual_region {
+                Some(region) => format!(
+                    "bucket {bucket:?} is in region {region}; set AWS_REGION={region} or region in [s3]"
+                ),
+                None => format!("bucket {bucket:?} is in another region than the one configured ({code})"),
+            },
+        ),
+        (Some(403), _) => denied(
+            ctx,
+            &format!(
+                "{} denied by the store ({}): check the bucket policy and the credentials' permissions",
+                ctx.op,
+                if code.is_empty() { "403" } else { &code }
+            ),
+        ),
+        (Some(status), _) => StoreError::Remote {
+            op: ctx.op,
+            target: ctx.target(),
+            detail: format!("HTTP {status} {code}: {}", err.message().unwrap_or(&full)),
+            retryable: status >= 500 || status == 429 || code == "SlowDown",
+        },
+        (None, _) => StoreError::Remote {
+            op: ctx.op,
+            target: ctx.target(),
+            detail: full,
+            retryable: transient,
+        },
+    }
+}
+
+/// Whether an error with no HTTP response came from credential resolution.
+fn mentions_credentials(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    text.contains("credential") && !text.contains("connect")
+}
+
+fn denied(ctx: &Ctx<'_>, reason: &str) -> StoreError {
+    StoreError::Denied {
+        location: ctx.location.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn bad_location(ctx: &Ctx<'_>, reason: String) -> StoreError {
+    StoreError::BadLocation {
+        location: ctx.location.to_string(),
+        reason,
+    }
+}
+
+/// An error while reading a response body, after the SDK's retries have ended.
+pub(super) fn body_error(ctx: &Ctx<'_>, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Remote {
+        op: ctx.op,
+        target: ctx.target(),
+        detail: format!("response body cut short: {err}"),
+        retryable: true,
+    }
+}
