@@ -42,6 +42,10 @@ pub enum Fault {
     CutRequest,
     /// Wait this long before forwarding.
     Delay(Duration),
+    /// Flip one byte in the middle of the request body, then forward it.
+    CorruptRequest,
+    /// Answer 301 PermanentRedirect naming another region, as S3 does for a wrong region.
+    WrongRegion,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +98,7 @@ fn s3_error(status: u16) -> Response<Body> {
     let code = match status {
         503 => "SlowDown",
         500 => "InternalError",
+        301 => "PermanentRedirect",
         _ => "InjectedFault",
     };
     let xml = format!(
@@ -105,6 +110,11 @@ fn s3_error(status: u16) -> Response<Body> {
         .header("content-type", "application/xml")
         .body(Full::new(Bytes::from(xml)).map_err(|e| match e {}).boxed())
         .unwrap()
+}
+
+/// A client for requests whose body the proxy rebuilt.
+fn corrupt_client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Body> {
+    Client::builder(TokioExecutor::new()).build_http()
 }
 
 fn boxed_error(msg: &str) -> Box<dyn std::error::Error + Send + Sync> {
@@ -184,6 +194,11 @@ impl FaultProxy {
         self.state.lock().unwrap().faults_applied
     }
 
+    /// Every request seen so far: (method, path and query).
+    pub fn seen(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
     /// How many requests matching `target` went through the proxy.
     pub fn count(&self, target: Target) -> usize {
         self.state
@@ -260,12 +275,34 @@ async fn handle(
             return Err(boxed_error("connection reset by the test proxy"));
         }
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::WrongRegion) => {
+            let _ = req.into_body().collect().await;
+            let mut response = s3_error(301);
+            response
+                .headers_mut()
+                .insert("x-amz-bucket-region", "eu-north-1".parse()?);
+            return Ok(response);
+        }
         _ => {}
     }
     let (mut parts, body) = req.into_parts();
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = format!("http://{upstream}{pq}").parse()?;
-    let response = client.request(Request::from_parts(parts, body)).await?;
+    let response = if fault == Some(Fault::CorruptRequest) {
+        let mut bytes = body.collect().await?.to_bytes().to_vec();
+        let middle = bytes.len() / 2;
+        if let Some(b) = bytes.get_mut(middle) {
+            *b ^= 0x20;
+        }
+        let body = Full::new(Bytes::from(bytes))
+            .map_err(|e| match e {})
+            .boxed();
+        corrupt_client()
+            .request(Request::from_parts(parts, body))
+            .await?
+    } else {
+        client.request(Request::from_parts(parts, body)).await?
+    };
     if fault == Some(Fault::CutResponse) {
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await?.to_bytes();

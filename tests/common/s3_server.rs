@@ -9,6 +9,9 @@
 //! - GetObject without hashing the whole object on every ranged read (s3s-fs computes an
 //!   MD5 ETag per GET, which would make a 1 MiB read of a 16 MiB pack cost 16 MiB of MD5).
 //!
+//! It also records the headers each write carried ([`WriteRecord`]), so tests can check
+//! what stowage asked for (checksums, server-side encryption, storage class).
+//!
 //! Objects live as plain files at `<root>/<bucket>/<key>`, so tests can damage them.
 #![allow(dead_code)]
 
@@ -42,11 +45,39 @@ struct Upload {
     started: SystemTime,
 }
 
+/// What one write (PutObject, or the uploads of a multipart object) asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteRecord {
+    pub sse: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub storage_class: Option<String>,
+    /// Every body (the object, or each part) carried a Content-MD5.
+    pub md5: bool,
+    /// Every body carried an x-amz-checksum-crc32c (header or trailer).
+    pub crc32c: bool,
+    /// Parts uploaded (0 for a single PUT).
+    pub parts: usize,
+}
+
 #[derive(Debug)]
 struct TestS3 {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
     uploads: Mutex<BTreeMap<String, Upload>>,
+    /// Keyed by object key (without bucket).
+    writes: Mutex<BTreeMap<String, WriteRecord>>,
+    /// Held from the existence check to the write of a conditional request, so that
+    /// `If-None-Match: *` is atomic as on AWS.
+    conditional: tokio::sync::Mutex<()>,
+}
+
+/// Whether a request carried a CRC32C checksum, as a header or announced as a trailer.
+fn has_crc32c(headers: &hyper::HeaderMap, field: Option<&String>) -> bool {
+    field.is_some()
+        || headers.contains_key("x-amz-checksum-crc32c")
+        || headers
+            .get("x-amz-trailer")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"x-amz-checksum-crc32c"))
 }
 
 impl TestS3 {
@@ -61,14 +92,19 @@ impl TestS3 {
     }
 }
 
-/// Reads a whole request body and checks it against `Content-MD5`, if one was sent.
-async fn checked_body(body: Option<StreamingBlob>, md5: Option<&str>) -> S3Result<StreamingBlob> {
+/// Reads a whole request body and checks it against `Content-MD5` and
+/// `x-amz-checksum-crc32c`, when sent, as S3 does (400 BadDigest on a mismatch).
+async fn checked_body(
+    body: Option<StreamingBlob>,
+    md5: Option<&str>,
+    crc: Option<&str>,
+) -> S3Result<StreamingBlob> {
     let Some(body) = body else {
         return Err(s3_error!(IncompleteBody));
     };
-    let Some(expected) = md5 else {
+    if md5.is_none() && crc.is_none() {
         return Ok(body);
-    };
+    }
     let mut buf = BytesMut::new();
     let mut body = body;
     while let Some(chunk) = body
@@ -78,9 +114,12 @@ async fn checked_body(body: Option<StreamingBlob>, md5: Option<&str>) -> S3Resul
     {
         buf.extend_from_slice(&chunk);
     }
-    let actual = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&buf));
-    if actual != expected {
+    let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
+    if md5.is_some_and(|expected| expected != b64(&Md5::digest(&buf))) {
         return Err(s3_error!(BadDigest, "Content-MD5 mismatch"));
+    }
+    if crc.is_some_and(|expected| expected != b64(&crc32c::crc32c(&buf).to_be_bytes())) {
+        return Err(s3_error!(BadDigest, "x-amz-checksum-crc32c mismatch"));
     }
     Ok(StreamingBlob::from(s3s::Body::from(buf.freeze())))
 }
@@ -157,12 +196,40 @@ impl S3 for TestS3 {
         mut req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let path = self.object_path(&req.input.bucket, &req.input.key)?;
-        if req.input.if_none_match.is_some() && path.exists() {
+        let record = WriteRecord {
+            sse: req
+                .input
+                .server_side_encryption
+                .as_ref()
+                .map(|v| v.as_str().to_string()),
+            kms_key_id: req.input.ssekms_key_id.clone(),
+            storage_class: req
+                .input
+                .storage_class
+                .take()
+                .map(|v| v.as_str().to_string()),
+            md5: req.input.content_md5.is_some(),
+            crc32c: has_crc32c(&req.headers, req.input.checksum_crc32c.as_ref()),
+            parts: 0,
+        };
+        let key = req.input.key.clone();
+        let body = checked_body(
+            req.input.body.take(),
+            req.input.content_md5.as_deref(),
+            req.input.checksum_crc32c.as_deref(),
+        )
+        .await?;
+        req.input.body = Some(body);
+        let _guard = match req.input.if_none_match {
+            Some(_) => Some(self.conditional.lock().await),
+            None => None,
+        };
+        if _guard.is_some() && path.exists() {
             return Err(s3_error!(PreconditionFailed));
         }
-        let body = checked_body(req.input.body.take(), req.input.content_md5.as_deref()).await?;
-        req.input.body = Some(body);
-        self.fs.put_object(req).await
+        let out = self.fs.put_object(req).await?;
+        self.writes.lock().unwrap().insert(key, record);
+        Ok(out)
     }
 
     async fn delete_object(
@@ -184,6 +251,23 @@ impl S3 for TestS3 {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let record = WriteRecord {
+            sse: req
+                .input
+                .server_side_encryption
+                .as_ref()
+                .map(|v| v.as_str().to_string()),
+            kms_key_id: req.input.ssekms_key_id.clone(),
+            storage_class: req
+                .input
+                .storage_class
+                .as_ref()
+                .map(|v| v.as_str().to_string()),
+            md5: true,
+            crc32c: true,
+            parts: 0,
+        };
+        self.writes.lock().unwrap().insert(key.clone(), record);
         let out = self.fs.create_multipart_upload(req).await?;
         if let Some(id) = &out.output.upload_id {
             self.uploads.lock().unwrap().insert(
@@ -202,9 +286,25 @@ impl S3 for TestS3 {
         &self,
         mut req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let body = checked_body(req.input.body.take(), req.input.content_md5.as_deref()).await?;
+        let (md5, crc32c) = (
+            req.input.content_md5.is_some(),
+            has_crc32c(&req.headers, req.input.checksum_crc32c.as_ref()),
+        );
+        let key = req.input.key.clone();
+        let body = checked_body(
+            req.input.body.take(),
+            req.input.content_md5.as_deref(),
+            req.input.checksum_crc32c.as_deref(),
+        )
+        .await?;
         req.input.body = Some(body);
-        self.fs.upload_part(req).await
+        let out = self.fs.upload_part(req).await?;
+        if let Some(record) = self.writes.lock().unwrap().get_mut(&key) {
+            record.md5 &= md5;
+            record.crc32c &= crc32c;
+            record.parts += 1;
+        }
+        Ok(out)
     }
 
     async fn complete_multipart_upload(
@@ -212,7 +312,11 @@ impl S3 for TestS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let path = self.object_path(&req.input.bucket, &req.input.key)?;
-        if req.input.if_none_match.is_some() && path.exists() {
+        let _guard = match req.input.if_none_match {
+            Some(_) => Some(self.conditional.lock().await),
+            None => None,
+        };
+        if _guard.is_some() && path.exists() {
             return Err(s3_error!(PreconditionFailed));
         }
         let id = req.input.upload_id.clone();
@@ -290,6 +394,8 @@ impl S3Server {
             fs: s3s_fs::FileSystem::new(&root).unwrap(),
             root: root.clone(),
             uploads: Mutex::new(BTreeMap::new()),
+            writes: Mutex::new(BTreeMap::new()),
+            conditional: tokio::sync::Mutex::new(()),
         });
         let listener = std::net::TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -342,6 +448,11 @@ impl S3Server {
     /// Multipart uploads started and neither completed nor aborted.
     pub fn open_uploads(&self) -> usize {
         self.state.uploads.lock().unwrap().len()
+    }
+
+    /// What the last write of each object key asked for (keys include the prefix).
+    pub fn writes(&self) -> BTreeMap<String, WriteRecord> {
+        self.state.writes.lock().unwrap().clone()
     }
 
     /// Environment for a process that should use this server.

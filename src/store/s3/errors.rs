@@ -63,7 +63,8 @@ where
         (_, "InvalidAccessKeyId") => denied(ctx, "the access key id is not known to the store"),
         (_, "SignatureDoesNotMatch") => denied(
             ctx,
-            "the secret access key does not match the access key id (request signature rejected)",
+            "request signature rejected: the secret access key does not match the access key \
+             id (or the request was altered on the way)",
         ),
         (_, "ExpiredToken" | "InvalidToken" | "TokenRefreshRequired") => {
             denied(ctx, "the session token is expired or invalid")
@@ -104,7 +105,7 @@ where
 /// Whether an error with no HTTP response came from credential resolution.
 fn mentions_credentials(text: &str) -> bool {
     let text = text.to_ascii_lowercase();
-    text.contains("credential") && !text.contains("connect")
+    text.contains("no credentials") || text.contains("credential provider")
 }
 
 fn denied(ctx: &Ctx<'_>, reason: &str) -> StoreError {

@@ -107,10 +107,14 @@ impl S3Store {
         Ok(store)
     }
 
+    /// One cheap listing: unlike HEAD, its error responses carry a code, which tells a
+    /// missing bucket, a bad key id, a bad secret and a wrong region apart.
     async fn check_bucket(&self) -> Result<(), StoreError> {
         self.client
-            .head_bucket()
+            .list_objects_v2()
             .bucket(&self.location.bucket)
+            .prefix(self.location.key("config"))
+            .max_keys(1)
             .send()
             .await
             .map(drop)

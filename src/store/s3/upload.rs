@@ -59,22 +59,33 @@ impl WriteHeaders {
         }
     }
 
+    /// Whether SigV4 should hash the body too. With a checksum the store verifies, that
+    /// SHA-256 pass over every byte adds no protection (and the repository's own AEAD and
+    /// blake3 ids already catch tampering), so it is skipped; without one it is the only
+    /// transit check left.
+    fn sign_payload(&self) -> bool {
+        self.checksum == Checksum::None
+    }
+
     fn algorithm(&self) -> Option<ChecksumAlgorithm> {
         (self.checksum == Checksum::Crc32c).then_some(ChecksumAlgorithm::Crc32C)
     }
 }
 
-/// `Content-MD5` of `body`, when that is the configured check. Hashing runs off the
-/// async workers: 8 MiB of MD5 is ~15 ms of CPU.
-async fn content_md5(checksum: Checksum, body: &Bytes) -> Option<String> {
-    if checksum != Checksum::Md5 {
-        return None;
+/// The checksum header values of one body: (`Content-MD5`, `x-amz-checksum-crc32c`),
+/// base64 as S3 wants them. MD5 runs off the async workers (8 MiB is ~15 ms of CPU);
+/// CRC32C is hardware-assisted and cheap.
+async fn body_checksums(checksum: Checksum, body: &Bytes) -> (Option<String>, Option<String>) {
+    let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
+    match checksum {
+        Checksum::None => (None, None),
+        Checksum::Crc32c => (None, Some(b64(&crc32c::crc32c(body).to_be_bytes()))),
+        Checksum::Md5 => {
+            let body = body.clone();
+            let digest = tokio::task::spawn_blocking(move || Md5::digest(&body)).await;
+            (digest.ok().map(|d| b64(&d)), None)
+        }
     }
-    let body = body.clone();
-    let digest = tokio::task::spawn_blocking(move || Md5::digest(&body))
-        .await
-        .ok()?;
-    Some(base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
 /// The HTTP status of a failed request, when a response arrived.
@@ -108,8 +119,8 @@ async fn put_single(
     body: Bytes,
     headers: &WriteHeaders,
 ) -> Result<(), StoreError> {
-    let md5 = content_md5(headers.checksum, &body).await;
-    let result = store
+    let (md5, crc) = body_checksums(headers.checksum, &body).await;
+    let request = store
         .client
         .put_object()
         .bucket(&store.location.bucket)
@@ -117,13 +128,16 @@ async fn put_single(
         .content_length(i64::try_from(body.len()).unwrap_or(i64::MAX))
         .body(ByteStream::from(body))
         .set_content_md5(md5)
-        .set_checksum_algorithm(headers.algorithm())
+        .set_checksum_crc32_c(crc)
         .set_server_side_encryption(headers.sse.clone())
         .set_ssekms_key_id(headers.kms_key.clone())
         .set_storage_class(headers.storage_class.clone())
-        .set_if_none_match(headers.if_none_match.clone())
-        .send()
-        .await;
+        .set_if_none_match(headers.if_none_match.clone());
+    let result = if headers.sign_payload() {
+        request.send().await
+    } else {
+        request.customize().disable_payload_signing().send().await
+    };
     match result {
         Ok(_) => Ok(()),
         Err(e) if precondition_failed(&e) => Err(StoreError::AlreadyExists { key: key.clone() }),
@@ -234,8 +248,8 @@ async fn send_part(
     part: Bytes,
     headers: &WriteHeaders,
 ) -> Result<CompletedPart, StoreError> {
-    let md5 = content_md5(headers.checksum, &part).await;
-    let output = store
+    let (md5, crc) = body_checksums(headers.checksum, &part).await;
+    let request = store
         .client
         .upload_part()
         .bucket(&store.location.bucket)
@@ -245,14 +259,17 @@ async fn send_part(
         .content_length(i64::try_from(part.len()).unwrap_or(i64::MAX))
         .body(ByteStream::from(part))
         .set_content_md5(md5)
-        .set_checksum_algorithm(headers.algorithm())
-        .send()
-        .await
-        .map_err(|e| classify(e, &store.ctx("upload part", Some(key))))?;
+        .set_checksum_crc32_c(crc.clone());
+    let sent = if headers.sign_payload() {
+        request.send().await
+    } else {
+        request.customize().disable_payload_signing().send().await
+    };
+    let output = sent.map_err(|e| classify(e, &store.ctx("upload part", Some(key))))?;
     Ok(CompletedPart::builder()
         .part_number(number)
         .set_e_tag(output.e_tag().map(str::to_string))
-        .set_checksum_crc32_c(output.checksum_crc32_c().map(str::to_string))
+        .set_checksum_crc32_c(crc)
         .build())
 }
 
