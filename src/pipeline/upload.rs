@@ -41,8 +41,12 @@ async fn store_pack(repo: Repository, pack: FinishedPack) -> Result<IndexPack, R
 
 /// Receives packs until the packer closes the channel; stores them `parallel` at a time.
 ///
+/// On the first failure it stops taking packs but lets the uploads already running end on
+/// their own (each completes, or aborts its multipart upload), rather than dropping them
+/// half-sent, and still indexes the packs that made it, so the next backup reuses them.
+///
 /// # Errors
-/// The first store error; packs already stored stay (they are harmless and reusable).
+/// The first store error.
 pub async fn run_uploader(
     repo: Repository,
     mut input: mpsc::Receiver<FinishedPack>,
@@ -53,6 +57,7 @@ pub async fn run_uploader(
     let mut in_flight = JoinSet::new();
     let mut done: Vec<IndexPack> = Vec::new();
     let mut open = true;
+    let mut failed: Option<PipelineError> = None;
     while open || !in_flight.is_empty() {
         tokio::select! {
             pack = input.recv(), if open && in_flight.len() < parallel.max(1) => match pack {
@@ -60,12 +65,24 @@ pub async fn run_uploader(
                 None => open = false,
             },
             Some(joined) = in_flight.join_next() => {
-                let packed = joined.map_err(|e| PipelineError::Stage(format!("upload task: {e}")))??;
+                let packed = match joined {
+                    Ok(Ok(packed)) => packed,
+                    Ok(Err(e)) => {
+                        failed.get_or_insert(e.into());
+                        open = false;
+                        continue;
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(PipelineError::Stage(format!("upload task: {e}")));
+                        open = false;
+                        continue;
+                    }
+                };
                 outcome.packs += 1;
                 outcome.bytes_stored += packed.len;
                 stored_counter.fetch_add(packed.len, Ordering::Relaxed);
                 done.push(packed);
-                if done.len() >= INDEX_EVERY_PACKS {
+                if done.len() >= INDEX_EVERY_PACKS && failed.is_none() {
                     let (id, len) = repo.put_index(&done).await?;
                     outcome.bytes_stored += len;
                     outcome.index_files.push(id);
@@ -75,9 +92,18 @@ pub async fn run_uploader(
         }
     }
     if !done.is_empty() {
-        let (id, len) = repo.put_index(&done).await?;
-        outcome.bytes_stored += len;
-        outcome.index_files.push(id);
+        match repo.put_index(&done).await {
+            Ok((id, len)) => {
+                outcome.bytes_stored += len;
+                outcome.index_files.push(id);
+            }
+            Err(e) => {
+                failed.get_or_insert(e.into());
+            }
+        }
     }
-    Ok(outcome)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
 }
