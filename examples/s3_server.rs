@@ -38,6 +38,15 @@ struct Args {
     port: u16,
 }
 
+/// The S3 bucket naming rules that clients check before sending anything.
+fn valid_bucket(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (3..=63).contains(&name.len())
+        && name.chars().all(|c| alnum(c) || c == '.' || c == '-')
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut root = None;
     let mut buckets = Vec::new();
@@ -63,8 +72,11 @@ fn parse_args() -> Result<Args, String> {
             "--root" => root = Some(PathBuf::from(value()?)),
             "--bucket" => {
                 let name = value()?;
-                if name.is_empty() || name.contains('/') {
-                    return Err(format!("bad bucket name '{name}'"));
+                if !valid_bucket(&name) {
+                    return Err(format!(
+                        "bad bucket name '{name}': 3-63 of a-z 0-9 . -, starting and ending \
+                         with a letter or digit (clients reject others)"
+                    ));
                 }
                 buckets.push(name);
             }
