@@ -14,15 +14,17 @@
 //!    anything is written in them; files are opened with `O_NOFOLLOW`.
 
 mod plan;
+mod runs;
 mod write;
 
 pub use plan::{plan_tree, PlannedEntry};
+pub use runs::runs;
 pub use write::RestoreStats;
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::repo::id::{BlobId, SnapshotId};
 use crate::repo::master_index::MasterIndex;
@@ -30,7 +32,7 @@ use crate::repo::tree::NodeKind;
 use crate::repo::{RepoError, Repository};
 use write::{Op, Writer};
 
-/// Blobs fetched and opened at once.
+/// Runs of blobs (see [`runs`]) fetched and opened at once.
 pub const DEFAULT_PARALLEL: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,16 +80,19 @@ pub enum RestoreError {
     WriterGone,
 }
 
-/// Streams the blobs of `ids` in order, `parallel` fetched and verified at once.
+/// Streams the blobs of `ids` in order, fetched a run at a time (one ranged read for
+/// blobs stored side by side), `parallel` runs fetched and verified at once.
 pub fn blob_stream<'a>(
     repo: &'a Repository,
     index: &'a MasterIndex,
     ids: impl IntoIterator<Item = BlobId> + 'a,
     parallel: usize,
 ) -> impl futures::Stream<Item = Result<Bytes, RepoError>> + 'a {
-    stream::iter(ids)
-        .map(move |id| async move { repo.read_blob(index, &id).await })
+    stream::iter(runs(index, ids, |id| Some(*id)))
+        .map(move |run| async move { repo.read_blob_run(index, &run).await })
         .buffered(parallel.max(1))
+        .map_ok(|blobs| stream::iter(blobs.into_iter().map(Ok)))
+        .try_flatten()
 }
 
 /// Restores the whole snapshot under `target` (created if missing).
@@ -124,14 +129,33 @@ pub async fn restore_snapshot(
         }
         ops
     });
-    let mut stream = stream::iter(ops)
-        .map(|job| async move {
-            match job {
-                Job::Op(op) => Ok(op),
-                Job::Blob(id) => repo.read_blob(index, &id).await.map(Op::Data),
-            }
+    let grouped = runs(index, ops, |job| match job {
+        Job::Blob(id) => Some(*id),
+        Job::Op(_) => None,
+    });
+    let mut stream = stream::iter(grouped)
+        .map(|run| async move {
+            let ids: Vec<BlobId> = run
+                .iter()
+                .filter_map(|job| match job {
+                    Job::Blob(id) => Some(*id),
+                    Job::Op(_) => None,
+                })
+                .collect();
+            let mut blobs = repo.read_blob_run(index, &ids).await?.into_iter();
+            run.into_iter()
+                .map(|job| match job {
+                    Job::Op(op) => Ok(op),
+                    Job::Blob(id) => blobs
+                        .next()
+                        .map(Op::Data)
+                        .ok_or(RepoError::BlobNotIndexed { blob: id }),
+                })
+                .collect::<Result<Vec<Op>, RepoError>>()
         })
-        .buffered(parallel.max(1));
+        .buffered(parallel.max(1))
+        .map_ok(|ops| stream::iter(ops.into_iter().map(Ok)))
+        .try_flatten();
     let fetched = forward(&mut stream, &tx).await;
     drop(tx);
     let written = writer.finish().await;
