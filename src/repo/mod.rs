@@ -41,6 +41,14 @@ const SNAPSHOT_LABEL: &[u8] = b"stowage snapshot";
 /// Metadata objects fetched at once when loading indexes or snapshots.
 const LOAD_CONCURRENCY: usize = 16;
 
+/// One blob as stored, fetched but not yet opened ([`Repository::fetch_blob_run`]).
+#[derive(Debug, Clone)]
+pub struct SealedBlob {
+    pub id: BlobId,
+    pub loc: BlobLocation,
+    pub sealed: Bytes,
+}
+
 /// Errors reading or writing a repository. Each names the object at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -432,17 +440,19 @@ impl Repository {
     }
 
     /// Fetches blobs stored one after another in one pack with a single ranged read (one
-    /// request instead of one per blob, which is what makes restores from S3 fast), then
-    /// opens each, proving its content matches its id. `ids` must come from
-    /// [`crate::restore::runs`] or otherwise lie in one pack in ascending offset order.
+    /// request instead of one per blob, which is what makes restores from S3 fast). Each
+    /// comes back still sealed, to be opened by [`Repository::open_sealed`], so that
+    /// opening can run on several threads while the next run is fetched. `ids` must come
+    /// from [`crate::restore::runs`] or otherwise lie in one pack in ascending order.
     ///
     /// # Errors
-    /// As [`Repository::read_blob`]; [`RepoError::Corrupt`] if `ids` do not form a run.
-    pub async fn read_blob_run(
+    /// [`RepoError::BlobNotIndexed`], store errors, [`RepoError::Corrupt`] if `ids` do not
+    /// form a run.
+    pub async fn fetch_blob_run(
         &self,
         index: &MasterIndex,
         ids: &[BlobId],
-    ) -> Result<Vec<Bytes>, RepoError> {
+    ) -> Result<Vec<SealedBlob>, RepoError> {
         let locs: Vec<(BlobId, BlobLocation)> = ids
             .iter()
             .map(|id| {
@@ -467,24 +477,34 @@ impl Repository {
             return Err(corrupt(key, "blobs of a run are not in one pack in order"));
         }
         let span = self.store.get_range(&key, start..end).await?;
+        Ok(locs
+            .into_iter()
+            .map(|(id, loc)| {
+                let from = (u64::from(loc.offset) - start) as usize;
+                SealedBlob {
+                    id,
+                    loc,
+                    sealed: span.slice(from..from + loc.sealed_len as usize),
+                }
+            })
+            .collect())
+    }
+
+    /// Opens a blob fetched by [`Repository::fetch_blob_run`] on a blocking thread,
+    /// proving its content matches its id.
+    ///
+    /// # Errors
+    /// [`RepoError::Blob`] naming the pack.
+    pub async fn open_sealed(&self, blob: SealedBlob) -> Result<Bytes, RepoError> {
         let keys = self.keys.clone();
-        let pack = key.clone();
+        let key = layout::pack(&blob.loc.pack);
+        let SealedBlob { id, loc, sealed } = blob;
         let opened = tokio::task::spawn_blocking(move || {
-            locs.iter()
-                .map(|(id, loc)| {
-                    let from = (u64::from(loc.offset) - start) as usize;
-                    let sealed = span.slice(from..from + loc.sealed_len as usize);
-                    blob::open_blob_bytes(&keys, loc.kind, id, sealed, loc.raw_len as usize)
-                        .map_err(|source| RepoError::Blob {
-                            pack: pack.clone(),
-                            source,
-                        })
-                })
-                .collect::<Result<Vec<Bytes>, RepoError>>()
+            blob::open_blob_bytes(&keys, loc.kind, &id, sealed, loc.raw_len as usize)
         })
         .await
-        .map_err(|e| corrupt(key, e))?;
-        opened
+        .map_err(|e| corrupt(key.clone(), e))?;
+        opened.map_err(|source| RepoError::Blob { pack: key, source })
     }
 
     /// Writes a snapshot. Call only once everything it names is durable.

@@ -29,7 +29,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::repo::id::{BlobId, SnapshotId};
 use crate::repo::master_index::MasterIndex;
 use crate::repo::tree::NodeKind;
-use crate::repo::{RepoError, Repository};
+use crate::repo::{RepoError, Repository, SealedBlob};
 use write::{Op, Writer};
 
 /// Runs of blobs (see [`runs`]) fetched and opened at once.
@@ -80,8 +80,14 @@ pub enum RestoreError {
     WriterGone,
 }
 
-/// Streams the blobs of `ids` in order, fetched a run at a time (one ranged read for
-/// blobs stored side by side), `parallel` runs fetched and verified at once.
+/// Runs fetched at once, beside the `parallel` blobs being opened: enough to keep
+/// requests in flight while the cores decrypt, few enough to bound memory (8 MiB a run).
+fn fetch_parallel(parallel: usize) -> usize {
+    (parallel / 2).clamp(2, 8)
+}
+
+/// Streams the blobs of `ids` in order: fetched a run at a time (one ranged read for
+/// blobs stored side by side, [`runs`]), opened and verified `parallel` at once.
 pub fn blob_stream<'a>(
     repo: &'a Repository,
     index: &'a MasterIndex,
@@ -89,10 +95,12 @@ pub fn blob_stream<'a>(
     parallel: usize,
 ) -> impl futures::Stream<Item = Result<Bytes, RepoError>> + 'a {
     stream::iter(runs(index, ids, |id| Some(*id)))
-        .map(move |run| async move { repo.read_blob_run(index, &run).await })
-        .buffered(parallel.max(1))
-        .map_ok(|blobs| stream::iter(blobs.into_iter().map(Ok)))
+        .map(move |run| async move { repo.fetch_blob_run(index, &run).await })
+        .buffered(fetch_parallel(parallel))
+        .map_ok(|sealed| stream::iter(sealed.into_iter().map(Ok)))
         .try_flatten()
+        .map_ok(move |sealed| repo.open_sealed(sealed))
+        .try_buffered(parallel.max(1))
 }
 
 /// Restores the whole snapshot under `target` (created if missing).
@@ -142,20 +150,27 @@ pub async fn restore_snapshot(
                     Job::Op(_) => None,
                 })
                 .collect();
-            let mut blobs = repo.read_blob_run(index, &ids).await?.into_iter();
+            let mut sealed = repo.fetch_blob_run(index, &ids).await?.into_iter();
             run.into_iter()
                 .map(|job| match job {
-                    Job::Op(op) => Ok(op),
-                    Job::Blob(id) => blobs
+                    Job::Op(op) => Ok(Fetched::Op(op)),
+                    Job::Blob(id) => sealed
                         .next()
-                        .map(Op::Data)
+                        .map(Fetched::Sealed)
                         .ok_or(RepoError::BlobNotIndexed { blob: id }),
                 })
-                .collect::<Result<Vec<Op>, RepoError>>()
+                .collect::<Result<Vec<Fetched>, RepoError>>()
         })
-        .buffered(parallel.max(1))
-        .map_ok(|ops| stream::iter(ops.into_iter().map(Ok)))
-        .try_flatten();
+        .buffered(fetch_parallel(parallel))
+        .map_ok(|items| stream::iter(items.into_iter().map(Ok)))
+        .try_flatten()
+        .map_ok(|item| async move {
+            match item {
+                Fetched::Op(op) => Ok(op),
+                Fetched::Sealed(sealed) => repo.open_sealed(sealed).await.map(Op::Data),
+            }
+        })
+        .try_buffered(parallel.max(1));
     let fetched = forward(&mut stream, &tx).await;
     drop(tx);
     let written = writer.finish().await;
@@ -235,6 +250,12 @@ pub async fn stream_file<W: std::io::Write + Send + 'static>(
 enum Job {
     Op(Op),
     Blob(BlobId),
+}
+
+/// A [`Job`] after its run was fetched: the blob still sealed.
+enum Fetched {
+    Op(Op),
+    Sealed(SealedBlob),
 }
 
 /// Finds the file to stream for `cat`: `path` inside the snapshot, or its only file.
