@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use base64::Engine;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::TryStreamExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -45,7 +45,7 @@ struct Upload {
     bucket: String,
     key: String,
     started: SystemTime,
-    parts: BTreeMap<i32, Bytes>,
+    parts: BTreeMap<i32, Vec<Bytes>>,
 }
 
 /// What one write (PutObject, or the uploads of a multipart object) asked for.
@@ -97,32 +97,42 @@ impl TestS3 {
     }
 }
 
-/// Reads a whole request body and checks it against `Content-MD5` and
-/// `x-amz-checksum-crc32c`, when sent, as S3 does (400 BadDigest on a mismatch).
+/// Reads a whole request body (as the chunks it arrived in: no copy) and checks it
+/// against `Content-MD5` and `x-amz-checksum-crc32c`, when sent, as S3 does (400
+/// BadDigest on a mismatch).
 async fn checked_body(
     body: Option<StreamingBlob>,
     md5: Option<&str>,
     crc: Option<&str>,
-) -> S3Result<Bytes> {
+) -> S3Result<Vec<Bytes>> {
     let Some(mut body) = body else {
         return Err(s3_error!(IncompleteBody));
     };
-    let mut buf = BytesMut::new();
+    let mut chunks = Vec::new();
     while let Some(chunk) = body
         .try_next()
         .await
         .map_err(|e| s3_error!(IncompleteBody, "{e}"))?
     {
-        buf.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
     let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
-    if md5.is_some_and(|expected| expected != b64(&Md5::digest(&buf))) {
-        return Err(s3_error!(BadDigest, "Content-MD5 mismatch"));
+    if let Some(expected) = md5 {
+        let mut hasher = Md5::new();
+        chunks.iter().for_each(|c| hasher.update(c));
+        if expected != b64(&hasher.finalize()) {
+            return Err(s3_error!(BadDigest, "Content-MD5 mismatch"));
+        }
     }
-    if crc.is_some_and(|expected| expected != b64(&crc32c::crc32c(&buf).to_be_bytes())) {
-        return Err(s3_error!(BadDigest, "x-amz-checksum-crc32c mismatch"));
+    if let Some(expected) = crc {
+        let actual = chunks
+            .iter()
+            .fold(0, |crc, c| crc32c::crc32c_append(crc, c));
+        if expected != b64(&actual.to_be_bytes()) {
+            return Err(s3_error!(BadDigest, "x-amz-checksum-crc32c mismatch"));
+        }
     }
-    Ok(buf.freeze())
+    Ok(chunks)
 }
 
 fn etag(chunks: &[Bytes]) -> String {
@@ -262,8 +272,8 @@ impl S3 for TestS3 {
         if _guard.is_some() && path.exists() {
             return Err(s3_error!(PreconditionFailed));
         }
-        let e_tag = etag(std::slice::from_ref(&body));
-        self.write_object(path, vec![body]).await?;
+        let e_tag = etag(&body);
+        self.write_object(path, body).await?;
         self.writes.lock().unwrap().insert(key, record);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(e_tag),
@@ -344,7 +354,7 @@ impl S3 for TestS3 {
             input.checksum_crc32c.as_deref(),
         )
         .await?;
-        let e_tag = etag(std::slice::from_ref(&body));
+        let e_tag = etag(&body);
         {
             let mut uploads = self.uploads.lock().unwrap();
             let Some(upload) = uploads.get_mut(&input.upload_id) else {
@@ -400,7 +410,8 @@ impl S3 for TestS3 {
                         .cloned()
                         .ok_or_else(|| s3_error!(InvalidPart))
                 })
-                .collect::<S3Result<Vec<Bytes>>>()?
+                .collect::<S3Result<Vec<Vec<Bytes>>>>()?
+                .concat()
         };
         let e_tag = etag(&chunks);
         self.write_object(path, chunks).await?;
