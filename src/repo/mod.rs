@@ -351,11 +351,14 @@ impl Repository {
     /// Store errors. A pack that already exists has the same bytes (its name is their
     /// hash), so that case is success.
     pub async fn put_pack(&self, id: PackId, bytes: Bytes) -> Result<(), RepoError> {
-        match self
-            .store
-            .put(&layout::pack(&id), bytes, PutMode::Create)
-            .await
-        {
+        self.put_content_addressed(&layout::pack(&id), bytes).await
+    }
+
+    /// Writes an object whose name is the hash of its bytes, create-only. Finding the name
+    /// taken means the same bytes are stored (written by another backup, or by this write
+    /// when a retried request's first answer was lost), so that is success.
+    async fn put_content_addressed(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), RepoError> {
+        match self.store.put(key, bytes, PutMode::Create).await {
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -369,14 +372,9 @@ impl Repository {
         let stored = sealed::seal_file(&self.keys, INDEX_LABEL, &index::encode_index(packs));
         let id = IndexId(content_hash(&stored));
         let len = stored.len() as u64;
-        match self
-            .store
-            .put(&layout::index(&id), Bytes::from(stored), PutMode::Create)
-            .await
-        {
-            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok((id, len)),
-            Err(e) => Err(e.into()),
-        }
+        self.put_content_addressed(&layout::index(&id), Bytes::from(stored))
+            .await?;
+        Ok((id, len))
     }
 
     /// Reads and checks one index file.
@@ -514,16 +512,9 @@ impl Repository {
     pub async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId, RepoError> {
         let stored = sealed::seal_file(&self.keys, SNAPSHOT_LABEL, &snapshot.encode());
         let id = SnapshotId(content_hash(&stored));
-        // The name is the content's hash: finding it there (a retried write whose first
-        // answer was lost) means it is stored.
-        match self
-            .store
-            .put(&layout::snapshot(&id), Bytes::from(stored), PutMode::Create)
-            .await
-        {
-            Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(id),
-            Err(e) => Err(e.into()),
-        }
+        self.put_content_addressed(&layout::snapshot(&id), Bytes::from(stored))
+            .await?;
+        Ok(id)
     }
 
     /// Reads and checks one snapshot.
