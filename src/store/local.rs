@@ -129,6 +129,40 @@ fn put_blocking(
     }
 }
 
+/// Calls `visit` with the path (relative to `root`, when it is UTF-8), the file name and
+/// the metadata of every file below `start`; a directory that vanished meanwhile is skipped.
+fn walk_files(
+    root: &Path,
+    start: PathBuf,
+    mut visit: impl FnMut(&str, &str, &fs::Metadata),
+) -> Result<(), StoreError> {
+    let mut stack = vec![start];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("list directory", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list directory", &dir, e))?;
+            let path = entry.path();
+            let meta = entry.metadata().map_err(|e| io_err("stat", &path, e))?;
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let (Some(name), Some(rel)) = (
+                path.file_name().and_then(std::ffi::OsStr::to_str),
+                path.strip_prefix(root).ok().and_then(Path::to_str),
+            ) else {
+                continue;
+            };
+            visit(rel, name, &meta);
+        }
+    }
+    Ok(())
+}
+
 fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
     // Walk the directory the prefix names (or the one containing it) and filter.
     let base = match prefix.rfind('/') {
@@ -136,41 +170,17 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreErro
         None => root.to_path_buf(),
     };
     let mut out = Vec::new();
-    let mut stack = vec![base];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("list directory", &dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err("list directory", &dir, e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            let path = entry.path();
-            let meta = entry.metadata().map_err(|e| io_err("stat", &path, e))?;
-            if meta.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let Some(rel) = rel.to_str() else { continue };
-            if !rel.starts_with(prefix) {
-                continue;
-            }
-            if let Ok(key) = ObjectKey::new(rel) {
-                out.push(ObjectMeta {
-                    key,
-                    size: meta.len(),
-                });
-            }
+    walk_files(root, base, |rel, name, meta| {
+        if name.starts_with(TEMP_PREFIX) || !rel.starts_with(prefix) {
+            return;
         }
-    }
+        if let Ok(key) = ObjectKey::new(rel) {
+            out.push(ObjectMeta {
+                key,
+                size: meta.len(),
+            });
+        }
+    })?;
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
 }
@@ -178,42 +188,22 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StoreErro
 /// Temporary files left by killed writers, found by walking the whole tree.
 fn list_temp_blocking(root: &Path) -> Result<Vec<IncompleteUpload>, StoreError> {
     let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("list directory", &dir, e)),
+    walk_files(root, root.to_path_buf(), |rel, name, meta| {
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            return;
         };
-        for entry in entries {
-            let entry = entry.map_err(|e| io_err("list directory", &dir, e))?;
-            let path = entry.path();
-            let meta = entry.metadata().map_err(|e| io_err("stat", &path, e))?;
-            if meta.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
-                continue;
-            };
-            let Some(rel) = path.strip_prefix(root).ok().and_then(Path::to_str) else {
-                continue;
-            };
-            // `<name>-<16 hex>`: the object name is what precedes the random suffix.
-            let object = rest.rsplit_once('-').map_or(rest, |(object, _)| object);
-            let key = match rel.rsplit_once('/') {
-                Some((parent, _)) => format!("{parent}/{object}"),
-                None => object.to_string(),
-            };
-            out.push(IncompleteUpload {
-                key,
-                id: rel.to_string(),
-                started: meta.modified().ok(),
-            });
-        }
-    }
+        // `<name>-<16 hex>`: the object name is what precedes the random suffix.
+        let object = rest.rsplit_once('-').map_or(rest, |(object, _)| object);
+        let key = match rel.rsplit_once('/') {
+            Some((parent, _)) => format!("{parent}/{object}"),
+            None => object.to_string(),
+        };
+        out.push(IncompleteUpload {
+            key,
+            id: rel.to_string(),
+            started: meta.modified().ok(),
+        });
+    })?;
     out.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(out)
 }
