@@ -33,30 +33,37 @@ pub(super) fn classify<E>(err: SdkError<E, Response>, ctx: &Ctx<'_>) -> StoreErr
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let status = err.raw_response().map(|r| r.status().as_u16());
+    let Some(status) = err.raw_response().map(|r| r.status().as_u16()) else {
+        // No answer from the store: credentials, connection, timeout.
+        let retryable = match &err {
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+            SdkError::DispatchFailure(d) => !d.is_user(),
+            _ => false,
+        };
+        let detail = DisplayErrorContext(&err).to_string();
+        if mentions_credentials(&detail) {
+            return denied(
+                ctx,
+                "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                 AWS_PROFILE, or run with an instance or IRSA role)",
+            );
+        }
+        return StoreError::Remote {
+            op: ctx.op,
+            target: ctx.target(),
+            detail,
+            retryable,
+        };
+    };
     let actual_region = err
         .raw_response()
         .and_then(|r| r.headers().get("x-amz-bucket-region"))
         .map(str::to_string);
     let code = err.code().unwrap_or_default().to_string();
-    let full = DisplayErrorContext(&err).to_string();
-    let transient = match &err {
-        SdkError::TimeoutError(_) => true,
-        SdkError::DispatchFailure(d) => !d.is_user(),
-        SdkError::ResponseError(_) => true,
-        _ => false,
-    };
-    if status.is_none() && mentions_credentials(&full) {
-        return denied(
-            ctx,
-            "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
-             AWS_PROFILE, or run with an instance or IRSA role)",
-        );
-    }
     let bucket = &ctx.location.bucket;
     match (status, code.as_str()) {
         (_, "NoSuchBucket") => bad_location(ctx, format!("bucket {bucket:?} does not exist")),
-        (Some(404), _) => match ctx.key {
+        (404, _) => match ctx.key {
             Some(key) => StoreError::NotFound { key: key.clone() },
             None => bad_location(ctx, format!("bucket {bucket:?} does not exist")),
         },
@@ -70,7 +77,7 @@ where
             denied(ctx, "the session token is expired or invalid")
         }
         (_, "AuthorizationHeaderMalformed" | "PermanentRedirect" | "IllegalLocationConstraintException")
-        | (Some(301), _) => bad_location(
+        | (301, _) => bad_location(
             ctx,
             match actual_region {
                 Some(region) => format!(
@@ -79,7 +86,7 @@ where
                 None => format!("bucket {bucket:?} is in another region than the one configured ({code})"),
             },
         ),
-        (Some(403), _) => denied(
+        (403, _) => denied(
             ctx,
             &format!(
                 "{} denied by the store ({}): check the bucket policy and the credentials' permissions",
@@ -87,17 +94,11 @@ where
                 if code.is_empty() { "403" } else { &code }
             ),
         ),
-        (Some(status), _) => StoreError::Remote {
+        (status, _) => StoreError::Remote {
             op: ctx.op,
             target: ctx.target(),
-            detail: format!("HTTP {status} {code}: {}", err.message().unwrap_or(&full)),
+            detail: format!("HTTP {status} {code}: {}", err.message().unwrap_or("")),
             retryable: status >= 500 || status == 429 || code == "SlowDown",
-        },
-        (None, _) => StoreError::Remote {
-            op: ctx.op,
-            target: ctx.target(),
-            detail: full,
-            retryable: transient,
         },
     }
 }
