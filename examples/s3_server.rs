@@ -18,6 +18,8 @@
 
 #[path = "../tests/common/s3_server.rs"]
 mod s3_server;
+#[path = "../tests/common/serve.rs"]
+mod serve;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};

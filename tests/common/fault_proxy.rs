@@ -16,6 +16,8 @@ use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::serve::Serving;
+
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Which requests a rule applies to.
@@ -70,8 +72,7 @@ struct State {
 pub struct FaultProxy {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _serving: Serving,
 }
 
 fn matches(target: Target, method: &str, uri: &hyper::Uri) -> bool {
@@ -125,48 +126,23 @@ impl FaultProxy {
     /// Proxies to `upstream` from a free loopback port.
     pub fn start(upstream: SocketAddr) -> FaultProxy {
         let state = Arc::new(Mutex::new(State::default()));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let client: Client<_, Incoming> =
-                    Client::builder(TokioExecutor::new()).build_http();
-                loop {
-                    let socket = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((socket, _)) => socket,
-                            Err(_) => continue,
-                        },
-                        _ = &mut stopped => break,
-                    };
-                    let state = shared.clone();
-                    let client = client.clone();
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            handle(req, upstream, client.clone(), state.clone())
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(socket), service)
-                            .await;
-                    });
-                }
+        let client: Client<_, Incoming> = Client::builder(TokioExecutor::new()).build_http();
+        let serving = Serving::start("127.0.0.1:0".parse().unwrap(), move |socket| {
+            let (state, client) = (shared.clone(), client.clone());
+            let service = hyper::service::service_fn(move |req| {
+                handle(req, upstream, client.clone(), state.clone())
             });
-            runtime.shutdown_background();
+            async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service)
+                    .await;
+            }
         });
         FaultProxy {
-            addr,
+            addr: serving.addr,
             state,
-            stop: Some(stop),
-            thread: Some(thread),
+            _serving: serving,
         }
     }
 
@@ -208,17 +184,6 @@ impl FaultProxy {
             .iter()
             .filter(|(m, pq)| matches(target, m, &pq.parse().unwrap()))
             .count()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod fault_proxy;
 pub mod s3_server;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

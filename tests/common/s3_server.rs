@@ -33,6 +33,8 @@ use s3s::auth::SimpleAuth;
 use s3s::dto::*;
 use s3s::service::S3ServiceBuilder;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+
+use super::serve::Serving;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 pub const ACCESS_KEY: &str = "stowage-test-access";
@@ -62,8 +64,9 @@ pub struct WriteRecord {
     pub parts: usize,
 }
 
+/// The server's state; [`TestS3`] shares it between the service and [`S3Server`].
 #[derive(Debug)]
-struct TestS3 {
+struct Inner {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
     uploads: Mutex<BTreeMap<String, Upload>>,
@@ -74,6 +77,16 @@ struct TestS3 {
     conditional: tokio::sync::Mutex<()>,
     /// Names temporary files.
     counter: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct TestS3(Arc<Inner>);
+
+impl std::ops::Deref for TestS3 {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 /// Whether a request carried a CRC32C checksum, as a header or announced as a trailer.
@@ -467,9 +480,8 @@ impl S3 for TestS3 {
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    state: Arc<TestS3>,
+    state: TestS3,
+    _serving: Serving,
 }
 
 impl S3Server {
@@ -483,55 +495,31 @@ impl S3Server {
             std::fs::create_dir_all(root.join(bucket)).unwrap();
         }
         let root = root.canonicalize().unwrap();
-        let state = Arc::new(TestS3 {
+        let state = TestS3(Arc::new(Inner {
             fs: s3s_fs::FileSystem::new(&root).unwrap(),
             root: root.clone(),
             uploads: Mutex::new(BTreeMap::new()),
             writes: Mutex::new(BTreeMap::new()),
             conditional: tokio::sync::Mutex::new(()),
             counter: std::sync::atomic::AtomicU64::new(0),
-        });
-        let listener = std::net::TcpListener::bind(addr).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = SharedState(state.clone());
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let mut builder = S3ServiceBuilder::new(served);
-                builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-                let service = builder.build().into_shared();
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let http = ConnBuilder::new(TokioExecutor::new());
-                loop {
-                    let socket = tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((socket, _)) => socket,
-                            Err(_) => continue,
-                        },
-                        _ = &mut stopped => break,
-                    };
-                    let conn = http
-                        .serve_connection(TokioIo::new(socket), service.clone())
-                        .into_owned();
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                }
-            });
-            runtime.shutdown_background();
+        }));
+        let mut builder = S3ServiceBuilder::new(state.clone());
+        builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build().into_shared();
+        let http = ConnBuilder::new(TokioExecutor::new());
+        let serving = Serving::start(addr, move |socket| {
+            let conn = http
+                .serve_connection(TokioIo::new(socket), service.clone())
+                .into_owned();
+            async move {
+                let _ = conn.await;
+            }
         });
         S3Server {
-            addr,
+            addr: serving.addr,
             root,
-            stop: Some(stop),
-            thread: Some(thread),
             state,
+            _serving: serving,
         }
     }
 
@@ -567,47 +555,4 @@ pub fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
         ("AWS_CONFIG_FILE", "/dev/null".to_string()),
         ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_string()),
     ]
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The service needs an owned `S3`; this shares one with the handle above.
-#[derive(Debug, Clone)]
-struct SharedState(Arc<TestS3>);
-
-macro_rules! forward {
-    ($($name:ident($input:ty) -> $output:ty;)*) => {
-        #[async_trait::async_trait]
-        impl S3 for SharedState {
-            $(
-                async fn $name(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
-                    self.0.$name(req).await
-                }
-            )*
-        }
-    };
-}
-
-forward! {
-    create_bucket(CreateBucketInput) -> CreateBucketOutput;
-    head_bucket(HeadBucketInput) -> HeadBucketOutput;
-    head_object(HeadObjectInput) -> HeadObjectOutput;
-    get_object(GetObjectInput) -> GetObjectOutput;
-    put_object(PutObjectInput) -> PutObjectOutput;
-    delete_object(DeleteObjectInput) -> DeleteObjectOutput;
-    list_objects_v2(ListObjectsV2Input) -> ListObjectsV2Output;
-    create_multipart_upload(CreateMultipartUploadInput) -> CreateMultipartUploadOutput;
-    upload_part(UploadPartInput) -> UploadPartOutput;
-    complete_multipart_upload(CompleteMultipartUploadInput) -> CompleteMultipartUploadOutput;
-    abort_multipart_upload(AbortMultipartUploadInput) -> AbortMultipartUploadOutput;
-    list_multipart_uploads(ListMultipartUploadsInput) -> ListMultipartUploadsOutput;
 }
