@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Stdio;
 
 use common::{assert_fails_with, pattern, Backend, TestRepo};
@@ -150,17 +149,8 @@ fn kill_during_backup_leaves_a_repository_that_verifies_and_accepts_the_next_bac
     let repo = TestRepo::on(backend);
     // Several points in the run: early (first buffers), mid (packs written), late.
     for (round, feed_mib) in [(0u64, 1usize), (1, 40), (2, 90)] {
-        let mut child = repo
-            .cmd(&["backup", "stdin", "--name", "killed"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
         let data = pattern(feed_mib * 1024 * 1024, 100 + round);
-        stdin.write_all(&data).unwrap();
-        stdin.flush().unwrap();
+        let (mut child, stdin) = repo.spawn_backup("killed", &data);
         std::thread::sleep(std::time::Duration::from_millis(300));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

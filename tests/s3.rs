@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::fault_proxy::{Fault, Target};
@@ -165,16 +163,8 @@ fn kill_during_a_multipart_upload_breaks_nothing_and_gc_aborts_the_orphan() {
         0,
         usize::MAX,
     );
-    let mut child = repo
-        .cmd(&["backup", "stdin", "--name", "killed"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
     // Enough for a full pack (16 MiB) while stdin stays open.
-    stdin.write_all(&pattern(48 * MIB, 6)).unwrap();
+    let (mut child, stdin) = repo.spawn_backup("killed", &pattern(48 * MIB, 6));
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy(&repo).count(Target::UploadPart(None)) == 0 {
         assert!(

@@ -7,7 +7,7 @@ pub mod s3_server;
 pub mod serve;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -164,6 +164,24 @@ impl TestRepo {
             cmd.envs(s3_server::aws_env(&endpoint))
                 .env("STOWAGE_CONFIG", self.dir.path().join("stowage.toml"));
         }
+    }
+
+    /// Starts `stowage backup stdin --name NAME` and writes `input` to it, leaving stdin
+    /// open: the backup is still running, waiting for more, when this returns (for kill
+    /// tests). Drop the returned stdin to let it end.
+    pub fn spawn_backup(&self, name: &str, input: &[u8]) -> (Child, ChildStdin) {
+        use std::io::Write;
+        let mut child = self
+            .cmd(&["backup", "stdin", "--name", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        stdin.flush().unwrap();
+        (child, stdin)
     }
 
     /// Runs `stowage ARGS` with `input` on stdin.
