@@ -21,6 +21,7 @@ pub use plan::{plan_tree, PlannedEntry};
 pub use runs::runs;
 pub use write::RestoreStats;
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -86,21 +87,79 @@ fn fetch_parallel(parallel: usize) -> usize {
     (parallel / 2).clamp(2, 8)
 }
 
-/// Streams the blobs of `ids` in order: fetched a run at a time (one ranged read for
-/// blobs stored side by side, [`runs`]), opened and verified `parallel` at once.
+/// Something a restore stream carries: an item passed through in its place (a file's
+/// start or end, for the writer), or a blob to fetch and open.
+enum Job<T> {
+    Pass(T),
+    Blob(BlobId),
+}
+
+/// A [`Job`] done: the item passed through, or the blob's content.
+enum Done<T> {
+    Pass(T),
+    Data(Bytes),
+}
+
+/// The blob of a job, if it has one.
+fn blob_of<T>(job: &Job<T>) -> Option<BlobId> {
+    match job {
+        Job::Blob(id) => Some(*id),
+        Job::Pass(_) => None,
+    }
+}
+
+/// Carries out `jobs` in order: blobs are fetched a run at a time (one ranged read for
+/// blobs stored side by side, [`runs`]), `fetch_parallel` runs at once, and opened and
+/// verified `parallel` at once on the blocking pool; passed items keep their place.
+fn ordered<'a, T: Send + 'a>(
+    repo: &'a Repository,
+    index: &'a MasterIndex,
+    jobs: impl IntoIterator<Item = Job<T>>,
+    parallel: usize,
+) -> impl futures::Stream<Item = Result<Done<T>, RepoError>> + 'a {
+    /// A job whose run was fetched: the blob still sealed.
+    enum Fetched<T> {
+        Pass(T),
+        Sealed(SealedBlob),
+    }
+    stream::iter(runs(index, jobs, blob_of))
+        .map(move |run| async move {
+            let ids: Vec<BlobId> = run.iter().filter_map(blob_of).collect();
+            let mut sealed = repo.fetch_blob_run(index, &ids).await?.into_iter();
+            run.into_iter()
+                .map(|job| match job {
+                    Job::Pass(item) => Ok(Fetched::Pass(item)),
+                    Job::Blob(id) => sealed
+                        .next()
+                        .map(Fetched::Sealed)
+                        .ok_or(RepoError::BlobNotIndexed { blob: id }),
+                })
+                .collect::<Result<Vec<Fetched<T>>, RepoError>>()
+        })
+        .buffered(fetch_parallel(parallel))
+        .map_ok(|fetched| stream::iter(fetched.into_iter().map(Ok)))
+        .try_flatten()
+        .map_ok(move |fetched| async move {
+            match fetched {
+                Fetched::Pass(item) => Ok(Done::Pass(item)),
+                Fetched::Sealed(sealed) => repo.open_sealed(sealed).await.map(Done::Data),
+            }
+        })
+        .try_buffered(parallel.max(1))
+}
+
+/// Streams the blobs of `ids` in order (see [`ordered`]).
 pub fn blob_stream<'a>(
     repo: &'a Repository,
     index: &'a MasterIndex,
     ids: impl IntoIterator<Item = BlobId> + 'a,
     parallel: usize,
 ) -> impl futures::Stream<Item = Result<Bytes, RepoError>> + 'a {
-    stream::iter(runs(index, ids, |id| Some(*id)))
-        .map(move |run| async move { repo.fetch_blob_run(index, &run).await })
-        .buffered(fetch_parallel(parallel))
-        .map_ok(|sealed| stream::iter(sealed.into_iter().map(Ok)))
-        .try_flatten()
-        .map_ok(move |sealed| repo.open_sealed(sealed))
-        .try_buffered(parallel.max(1))
+    let jobs = ids.into_iter().map(Job::<Infallible>::Blob);
+    ordered(repo, index, jobs, parallel).map_ok(|done| match done {
+        Done::Data(data) => data,
+        Done::Pass(never) => match never {},
+    })
 }
 
 /// Restores the whole snapshot under `target` (created if missing).
@@ -122,55 +181,25 @@ pub async fn restore_snapshot(
         source,
     })?;
     let (writer, tx) = Writer::spawn(target.to_path_buf());
-    let ops = entries.into_iter().flat_map(|entry| {
-        let mut ops = Vec::with_capacity(entry.node.content.len() + 2);
-        let blobs = if entry.node.kind == NodeKind::File {
+    let jobs = entries.into_iter().flat_map(|entry| {
+        let is_file = entry.node.kind == NodeKind::File;
+        let blobs = if is_file {
             entry.node.content.clone()
         } else {
             Vec::new()
         };
-        let is_file = entry.node.kind == NodeKind::File;
-        ops.push(Job::Op(Op::Start(entry)));
-        ops.extend(blobs.into_iter().map(Job::Blob));
+        let mut jobs = Vec::with_capacity(blobs.len() + 2);
+        jobs.push(Job::Pass(Op::Start(entry)));
+        jobs.extend(blobs.into_iter().map(Job::Blob));
         if is_file {
-            ops.push(Job::Op(Op::EndFile));
+            jobs.push(Job::Pass(Op::EndFile));
         }
-        ops
+        jobs
     });
-    let grouped = runs(index, ops, |job| match job {
-        Job::Blob(id) => Some(*id),
-        Job::Op(_) => None,
+    let mut stream = ordered(repo, index, jobs, parallel).map_ok(|done| match done {
+        Done::Pass(op) => op,
+        Done::Data(data) => Op::Data(data),
     });
-    let mut stream = stream::iter(grouped)
-        .map(|run| async move {
-            let ids: Vec<BlobId> = run
-                .iter()
-                .filter_map(|job| match job {
-                    Job::Blob(id) => Some(*id),
-                    Job::Op(_) => None,
-                })
-                .collect();
-            let mut sealed = repo.fetch_blob_run(index, &ids).await?.into_iter();
-            run.into_iter()
-                .map(|job| match job {
-                    Job::Op(op) => Ok(Fetched::Op(op)),
-                    Job::Blob(id) => sealed
-                        .next()
-                        .map(Fetched::Sealed)
-                        .ok_or(RepoError::BlobNotIndexed { blob: id }),
-                })
-                .collect::<Result<Vec<Fetched>, RepoError>>()
-        })
-        .buffered(fetch_parallel(parallel))
-        .map_ok(|items| stream::iter(items.into_iter().map(Ok)))
-        .try_flatten()
-        .map_ok(|item| async move {
-            match item {
-                Fetched::Op(op) => Ok(op),
-                Fetched::Sealed(sealed) => repo.open_sealed(sealed).await.map(Op::Data),
-            }
-        })
-        .try_buffered(parallel.max(1));
     let fetched = forward(&mut stream, &tx).await;
     drop(tx);
     let written = writer.finish().await;
@@ -245,17 +274,6 @@ pub async fn stream_file<W: std::io::Write + Send + 'static>(
         }
     }
     Ok(written)
-}
-
-enum Job {
-    Op(Op),
-    Blob(BlobId),
-}
-
-/// A [`Job`] after its run was fetched: the blob still sealed.
-enum Fetched {
-    Op(Op),
-    Sealed(SealedBlob),
 }
 
 /// Finds the file to stream for `cat`: `path` inside the snapshot, or its only file.
