@@ -6,7 +6,7 @@
 //! give it meaning.
 
 use aws_sdk_s3::config::http::HttpResponse as Response;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::options::S3Location;
 use crate::store::{ObjectKey, StoreError};
@@ -40,7 +40,7 @@ where
             SdkError::DispatchFailure(d) => !d.is_user(),
             _ => false,
         };
-        let detail = DisplayErrorContext(&err).to_string();
+        let detail = causes(&err);
         if mentions_credentials(&detail) {
             return denied(
                 ctx,
@@ -101,6 +101,21 @@ where
             retryable: status >= 500 || status == 429 || code == "SlowDown",
         },
     }
+}
+
+/// The error and its causes, `: `-joined, each said once (the SDK's own rendering appends
+/// a debug dump of the whole error, which no operator needs).
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Whether an error with no HTTP response came from credential resolution.
