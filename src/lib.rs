@@ -14,12 +14,14 @@
 //! | [`backup`] | one backup run end to end, snapshot last |
 //! | [`restore`] | snapshots back to files or streams, refusing path escapes |
 //! | [`verify`] | structural and full-data checks that name the culprit |
+//! | [`pg`] | PostgreSQL's own files: WAL segment, history and backup files checked and summarized |
 //!
 //! Dependencies point one way: `source, pipeline → repo → store`. `formats/REPOSITORY.md`
 //! is the normative description of every stored byte.
 
 pub mod backup;
 pub mod host;
+pub mod pg;
 pub mod pipeline;
 pub mod repo;
 pub mod restore;

@@ -11,6 +11,8 @@
 
 #[path = "fuzz_checks/mod.rs"]
 mod checks;
+#[path = "fuzz_checks/wal.rs"]
+mod wal_checks;
 
 use std::path::{Path, PathBuf};
 
@@ -82,8 +84,40 @@ replay_tests! {
     replay_key_file => "key_file",
 }
 
+/// The WAL targets' checks live in `fuzz_checks/wal.rs`. Their seeds are files (real
+/// segments from PostgreSQL 15, written by `STOWAGE_WRITE_SEEDS=1 cargo test --lib
+/// real_wal`, and text files), not built here.
+fn replay_wal(target: &str) {
+    let check = wal_checks::TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .map(|(_, check)| *check)
+        .expect("target is listed in fuzz_checks/wal.rs");
+    let n = replay(target, check);
+    assert!(n > 0, "fuzz/corpus/{target} holds no input");
+}
+
+#[test]
+fn replay_wal_segment() {
+    replay_wal("wal_segment");
+}
+
+#[test]
+fn replay_wal_history() {
+    replay_wal("wal_history");
+}
+
 #[test]
 fn every_target_has_a_replay_test_and_a_fuzz_target() {
+    for (target, _) in wal_checks::TARGETS {
+        let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
+        assert!(source.is_file(), "{} is missing", source.display());
+    }
+    assert_eq!(
+        wal_checks::TARGETS.len(),
+        2,
+        "add a replay_wal test for the new WAL target"
+    );
     for (target, _) in checks::TARGETS {
         let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         assert!(source.is_file(), "{} is missing", source.display());

@@ -1,0 +1,13 @@
+//! PostgreSQL: what stowage must understand of a cluster's own files to archive them
+//! and to restore from them.
+//!
+//! Everything here follows `/work/shared/reference/postgresql.md` (cited as
+//! `reference/postgresql.md §N`), which records each byte layout and rule with the
+//! PostgreSQL 12–17 source file it was checked in. The code reads PostgreSQL's formats;
+//! it never writes into a live cluster.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`wal`] | WAL archive files: names, segments, timeline and backup history files |
+
+pub mod wal;
