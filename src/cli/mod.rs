@@ -13,6 +13,7 @@ mod restore;
 mod settings;
 mod snapshots;
 mod verify;
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,6 +89,18 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Abort writes left unfinished by killed backups (S3 multipart uploads, temp files).
     Gc(gc::GcArgs),
+    /// Archive one WAL file: PostgreSQL's archive_command (`stowage wal-push %p`).
+    WalPush(wal::WalPushArgs),
+    /// Restore one archived WAL file: PostgreSQL's restore_command (`stowage wal-fetch %f %p`).
+    /// Exit 1 when it is not archived, 255 when that cannot be told.
+    WalFetch(wal::WalFetchArgs),
+    /// Fetch segments ahead of recovery into the spool (started by wal-fetch --prefetch).
+    #[command(hide = true)]
+    WalPrefetch(wal::WalPrefetchArgs),
+    /// What the WAL archive can restore: per timeline, LSN and commit-time ranges, gaps.
+    WalWindow(wal::WalListArgs),
+    /// The WAL archive's contents: timelines, segment ranges, sizes, compression.
+    WalShow(wal::WalListArgs),
     /// Back up, verify and restore sample data in a local repository, and show what happened.
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -191,6 +204,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat(args) => runtime.block_on(restore::run_cat(&resolved, args)),
         Command::Verify(args) => runtime.block_on(verify::run(&resolved, args)),
         Command::Gc(args) => runtime.block_on(gc::run(&resolved, args)),
+        Command::WalPush(args) => runtime.block_on(wal::run_push(&resolved, args)),
+        Command::WalFetch(args) => runtime.block_on(wal::run_fetch(&resolved, args)),
+        Command::WalPrefetch(args) => runtime.block_on(wal::run_prefetch(&resolved, args)),
+        Command::WalWindow(args) => runtime.block_on(wal::run_window(&resolved, args)),
+        Command::WalShow(args) => runtime.block_on(wal::run_show(&resolved, args)),
         Command::Quickstart(args) => quickstart::run(&resolved, &handle, args),
     };
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -8,6 +8,8 @@
 //!
 //! | module | what it is |
 //! |---|---|
+//! | [`archive`] | `wal-push`, `wal-fetch` and the archive window: the continuous archive |
 //! | [`wal`] | WAL archive files: names, segments, timeline and backup history files |
 
+pub mod archive;
 pub mod wal;

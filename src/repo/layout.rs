@@ -9,6 +9,9 @@ pub const KEYS: &str = "keys/";
 pub const DATA: &str = "data/";
 pub const INDEX: &str = "index/";
 pub const SNAPSHOTS: &str = "snapshots/";
+pub const CLUSTERS: &str = "clusters/";
+pub const WAL: &str = "wal/";
+pub const WAL_INDEX: &str = "wal-index/";
 
 fn key(text: String) -> ObjectKey {
     // Every caller passes a fixed prefix and a hex id: always a valid key.
@@ -35,4 +38,29 @@ pub fn snapshot(id: &SnapshotId) -> ObjectKey {
 
 pub fn key_file(id: &KeyId) -> ObjectKey {
     key(format!("{KEYS}{id}"))
+}
+
+/// `clusters/<name>`: the identity a cluster name is bound to.
+pub fn cluster(name: &str) -> ObjectKey {
+    key(format!("{CLUSTERS}{name}"))
+}
+
+/// `wal/<cluster>/`: every archived file of one cluster.
+pub fn wal_prefix(cluster: &str) -> String {
+    format!("{WAL}{cluster}/")
+}
+
+/// `wal/<cluster>/<TLI as 8 hex digits>/<file name>`: one archived WAL file.
+pub fn wal(cluster: &str, timeline: u32, name: &str) -> ObjectKey {
+    key(format!("{WAL}{cluster}/{timeline:08X}/{name}"))
+}
+
+/// `wal-index/<cluster>/`: the summaries of one cluster's segments.
+pub fn wal_summary_prefix(cluster: &str) -> String {
+    format!("{WAL_INDEX}{cluster}/")
+}
+
+/// `wal-index/<cluster>/<TLI>/<segment name>`: what one segment holds (LSNs, commit times).
+pub fn wal_summary(cluster: &str, timeline: u32, segment: &str) -> ObjectKey {
+    key(format!("{WAL_INDEX}{cluster}/{timeline:08X}/{segment}"))
 }

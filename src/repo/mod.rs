@@ -13,6 +13,7 @@ pub mod config;
 pub mod crypto;
 pub mod id;
 pub mod index;
+pub mod key_cache;
 pub mod keyfile;
 pub mod layout;
 pub mod master_index;
@@ -20,6 +21,7 @@ pub mod pack;
 pub mod sealed;
 pub mod snapshot;
 pub mod tree;
+pub mod wal;
 
 use std::sync::Arc;
 
@@ -90,6 +92,8 @@ pub enum RepoError {
     KeyInUse { key: KeyId },
     #[error("cannot remove key {key}: it is the last one and the repository would be unreadable")]
     LastKey { key: KeyId },
+    #[error("{key} already holds different content; refusing to overwrite an archived WAL file (two clusters archiving under one name, or a cluster restored without a new timeline?)")]
+    WalConflict { key: ObjectKey },
     #[error("invalid repository parameters: {0}")]
     Parameters(String),
 }

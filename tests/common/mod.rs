@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod pg;
 pub mod s3_server;
 pub mod serve;
 

@@ -32,6 +32,7 @@ use stowage::repo::pack::{self, LayoutError, PackEntry, PACK_MAGIC};
 use stowage::repo::sealed::{self, SealedError};
 use stowage::repo::snapshot::Snapshot;
 use stowage::repo::tree::Tree;
+use stowage::repo::wal;
 
 /// A target's property: panics when `data` breaks it.
 pub type Check = fn(data: &[u8]);
@@ -260,6 +261,28 @@ pub fn sealed(data: &[u8]) {
         BlobKind::Data
     };
     assert!(open_blob(other, &id, &stored, data.len()).is_err());
+    wal_object(keys, data);
+}
+
+/// WAL objects (`formats/REPOSITORY.md` §21): `open_wal` on the raw input and on the
+/// input sealed with the right AAD (so the header and body checks see fuzzer bytes), and
+/// `seal_wal` round trips, bound to its cluster and name.
+fn wal_object(keys: &Keys, data: &[u8]) {
+    const CLUSTER: &str = "main";
+    const NAME: &str = "000000010000000000000003";
+    let _ = wal::open_wal(keys, CLUSTER, NAME, data);
+    let envelope = keys
+        .cipher()
+        .seal(data, format!("stowage wal\0{CLUSTER}/{NAME}").as_bytes());
+    if let Ok(raw) = wal::open_wal(keys, CLUSTER, NAME, &envelope) {
+        assert!(raw.len() as u64 <= wal::MAX_WAL_FILE_LEN);
+    }
+    let stored = wal::seal_wal(keys, 1, CLUSTER, NAME, data);
+    assert_eq!(
+        wal::open_wal(keys, CLUSTER, NAME, &stored).expect("own WAL object opens"),
+        data
+    );
+    assert!(wal::open_wal(keys, CLUSTER, "000000010000000000000004", &stored).is_err());
 }
 
 /// `open_blob` and `open_blob_bytes` (both over `open_blob_in_place`) on the same bytes:

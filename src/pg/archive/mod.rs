@@ -1,0 +1,74 @@
+//! PostgreSQL's continuous archive: `archive_command` and `restore_command` done right.
+//!
+//! | piece | what it is |
+//! |---|---|
+//! | [`validate`] | what a file must be before it is stored |
+//! | [`push`] | `wal-push`: one file, or a batch of `.ready` files pushed ahead |
+//! | [`fetch`] | `wal-fetch` and the prefetcher behind it |
+//! | [`spool`] | the local state that lets one call do the work of the next ones |
+//! | [`window`] | what is restorable: timelines, runs of segments, gaps, commit times |
+//!
+//! The contract with the server is in `reference/postgresql.md` §7: exit 0 only once a
+//! file is durable; for `restore_command`, a missing file is an ordinary answer (exit 1)
+//! while "cannot tell" must abort recovery (exit above 125), or the server would take a
+//! network error for the end of WAL and promote early.
+
+pub mod fetch;
+pub mod push;
+pub mod spool;
+pub mod validate;
+pub mod window;
+
+use std::path::PathBuf;
+
+use crate::pg::wal::WalError;
+use crate::repo::RepoError;
+
+/// Why an archive command failed. Each variant names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: {reason}")]
+    BadName { path: PathBuf, reason: String },
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: refused, not a valid WAL file")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: WalError,
+    },
+    #[error(
+        "{path}: refused: WAL from another cluster: its system identifier is {found}, but \
+         cluster {cluster:?} in this repository is {expected}; give this cluster its own \
+         name (--cluster / `cluster =` in the settings file)"
+    )]
+    ForeignCluster {
+        path: PathBuf,
+        cluster: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error("{name} is not in the archive of cluster {cluster:?}")]
+    NotArchived { name: String, cluster: String },
+    #[error("opening the repository")]
+    Open(#[source] anyhow::Error),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl ArchiveError {
+    /// True when the repository answered that the file is not there (not a failure to ask).
+    pub fn is_not_archived(&self) -> bool {
+        matches!(self, ArchiveError::NotArchived { .. })
+    }
+}
