@@ -251,14 +251,31 @@ pub async fn run_prefetch(settings: &Resolved, args: WalPrefetchArgs) -> anyhow:
     Ok(())
 }
 
-pub async fn run_window(settings: &Resolved, args: WalListArgs) -> anyhow::Result<()> {
+/// Reads the window of the cluster `args` names and prints its header; `None` when it
+/// was printed as JSON and there is nothing more to say.
+async fn load_window(settings: &Resolved, args: WalListArgs) -> anyhow::Result<Option<Window>> {
     let cluster = args.cluster.resolve(settings)?;
     let repo = settings.open_cached().await?;
     let window = window::window(&repo, &cluster).await?;
     if settings.json {
-        return print_json(&window);
+        print_json(&window)?;
+        return Ok(None);
     }
-    print_header(&window);
+    let id = window
+        .system_identifier
+        .map_or_else(|| "not recorded yet".to_string(), |id| id.to_string());
+    println!(
+        "cluster {} (system identifier {id}, {} segments)",
+        window.cluster,
+        bytes(u64::from(window.seg_size))
+    );
+    Ok(Some(window))
+}
+
+pub async fn run_window(settings: &Resolved, args: WalListArgs) -> anyhow::Result<()> {
+    let Some(window) = load_window(settings, args).await? else {
+        return Ok(());
+    };
     for tl in &window.timelines {
         println!("timeline {}{}", tl.timeline, branch_text(tl));
         if tl.runs.is_empty() {
@@ -287,13 +304,9 @@ pub async fn run_window(settings: &Resolved, args: WalListArgs) -> anyhow::Resul
 }
 
 pub async fn run_show(settings: &Resolved, args: WalListArgs) -> anyhow::Result<()> {
-    let cluster = args.cluster.resolve(settings)?;
-    let repo = settings.open_cached().await?;
-    let window = window::window(&repo, &cluster).await?;
-    if settings.json {
-        return print_json(&window);
-    }
-    print_header(&window);
+    let Some(window) = load_window(settings, args).await? else {
+        return Ok(());
+    };
     for tl in &window.timelines {
         let raw = tl.segments * u64::from(window.seg_size);
         let ratio = if tl.stored_bytes > 0 {
@@ -325,17 +338,6 @@ pub async fn run_show(settings: &Resolved, args: WalListArgs) -> anyhow::Result<
         }
     }
     Ok(())
-}
-
-fn print_header(window: &Window) {
-    let id = window
-        .system_identifier
-        .map_or_else(|| "not recorded yet".to_string(), |id| id.to_string());
-    println!(
-        "cluster {} (system identifier {id}, {} segments)",
-        window.cluster,
-        bytes(u64::from(window.seg_size))
-    );
 }
 
 fn branch_text(tl: &window::Timeline) -> String {

@@ -165,8 +165,6 @@ impl Cluster {
         extra: &[&str],
     ) -> Cluster {
         let data = world.root().join(name);
-        let socket_dir = world.root().join(format!("{name}-sock"));
-        world.mkdir(&socket_dir);
         let mut initdb = as_owner(Path::new(PG_BIN).join("initdb"));
         initdb
             .args([
@@ -180,21 +178,9 @@ impl Cluster {
             ])
             .arg(&data);
         run(initdb, "initdb");
-        let cluster = Cluster {
-            data,
-            socket_dir,
-            port: free_port(),
-            log: world.root().join(format!("{name}.log")),
-            config: world.config(),
-            running: false,
-        };
+        let cluster = Cluster::existing(world, name, data);
         let mut conf = vec![
-            format!("port = {}", cluster.port),
             "listen_addresses = ''".into(),
-            format!(
-                "unix_socket_directories = '{}'",
-                cluster.socket_dir.display()
-            ),
             "wal_level = replica".into(),
             "fsync = off".into(),
             "wal_keep_size = '1GB'".into(),
@@ -211,7 +197,8 @@ impl Cluster {
         cluster
     }
 
-    /// A cluster over an existing data directory (a restored base backup).
+    /// A cluster over an existing data directory (made by initdb, or a restored base
+    /// backup), on its own port and socket directory.
     pub fn existing(world: &PgWorld, name: &str, data: PathBuf) -> Cluster {
         let socket_dir = world.root().join(format!("{name}-sock"));
         world.mkdir(&socket_dir);
