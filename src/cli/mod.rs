@@ -13,7 +13,7 @@ mod restore;
 mod settings;
 mod snapshots;
 mod verify;
-mod wal;
+pub mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -224,7 +224,12 @@ impl Resolved {
 
     /// Opens the repository through the key cache: for commands run once per WAL
     /// segment, where Argon2id would dominate.
+    /// Never prompts: these commands run under the server, where a prompt would hang the
+    /// archiver or recovery.
     pub async fn open_cached(&self) -> anyhow::Result<Repository> {
+        if self.password_file.is_none() && std::env::var_os("STOWAGE_PASSWORD").is_none() {
+            bail!("no passphrase: set password_file in the settings file, STOWAGE_PASSWORD_FILE or STOWAGE_PASSWORD");
+        }
         let store = self.store().await?;
         let password = self.password("repository passphrase: ", false)?;
         Ok(Repository::open_cached(store, &password, self.cache_dir.as_deref()).await?)

@@ -6,7 +6,7 @@
 //! server's log) and open the repository through the key cache.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::Context;
 use clap::Args;
@@ -25,6 +25,20 @@ use super::{Incomplete, Resolved};
 /// unreachable, object damaged). Above 125, so PostgreSQL aborts recovery instead of
 /// taking it for the end of WAL (`reference/postgresql.md` §7).
 pub const EXIT_CANNOT_TELL: u8 = 255;
+
+/// Files one `wal-push` handles at most: each is held in memory while it is pushed.
+const MAX_PARALLEL: usize = 32;
+/// Segments fetched ahead at most: they sit on `pg_wal`'s file system, and a full
+/// `pg_wal` stops the server.
+const MAX_PREFETCH: usize = 64;
+
+/// The exit code of a failed `wal-fetch`: its own when it chose one (1 for "not
+/// archived"), otherwise "cannot tell".
+pub fn fetch_exit_code(err: &anyhow::Error) -> ExitCode {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Incomplete>())
+        .map_or(ExitCode::from(EXIT_CANNOT_TELL), |i| ExitCode::from(i.code))
+}
 
 #[derive(Debug, Args)]
 pub struct ClusterArg {
@@ -107,7 +121,10 @@ fn parent(path: &Path) -> &Path {
 
 pub async fn run_push(settings: &Resolved, args: WalPushArgs) -> anyhow::Result<()> {
     let cluster = args.cluster.resolve(settings)?;
-    let parallel = args.parallel.unwrap_or(settings.wal.parallel).max(1);
+    let parallel = args
+        .parallel
+        .unwrap_or(settings.wal.parallel)
+        .clamp(1, MAX_PARALLEL);
     let options = PushOptions {
         spool: spool(settings, &cluster, parent(&args.path)),
         cluster,
@@ -153,11 +170,7 @@ fn outcome_text(outcome: Outcome) -> String {
 }
 
 pub async fn run_fetch(settings: &Resolved, args: WalFetchArgs) -> anyhow::Result<()> {
-    let cannot_tell = |e: anyhow::Error| Incomplete {
-        message: format!("{e:#}"),
-        code: EXIT_CANNOT_TELL,
-    };
-    let cluster = args.cluster.resolve(settings).map_err(cannot_tell)?;
+    let cluster = args.cluster.resolve(settings)?;
     let spool = spool(settings, &cluster, parent(&args.dest));
     let fetched = fetch::fetch(&cluster, spool.as_ref(), &args.name, &args.dest, || {
         settings.open_cached()
@@ -166,15 +179,21 @@ pub async fn run_fetch(settings: &Resolved, args: WalFetchArgs) -> anyhow::Resul
     let source = match fetched {
         Ok(source) => source,
         Err(e @ ArchiveError::NotArchived { .. }) => {
+            // Routine (history probes, the end of archived WAL): not worth a line in the
+            // server's log unless asked for.
+            tracing::info!("{e}");
             return Err(Incomplete {
-                message: e.to_string(),
+                message: String::new(),
                 code: super::codes::FAILURE,
             }
-            .into())
+            .into());
         }
-        Err(e) => return Err(cannot_tell(e.into()).into()),
+        Err(e) => return Err(e.into()),
     };
-    let prefetch = args.prefetch.unwrap_or(settings.wal.prefetch);
+    let prefetch = args
+        .prefetch
+        .unwrap_or(settings.wal.prefetch)
+        .min(MAX_PREFETCH);
     if let (Some(spool), true) = (&spool, prefetch > 0) {
         let seg_size = std::fs::metadata(&args.dest).map_or(0, |m| m.len());
         let seg_size = u32::try_from(seg_size).unwrap_or(0);
@@ -220,7 +239,6 @@ fn spawn_prefetcher(
         command.arg("--config").arg(config);
     }
     command
-        .arg("--quiet")
         .arg("wal-prefetch")
         .arg("--cluster")
         .arg(cluster)
@@ -231,7 +249,7 @@ fn spawn_prefetcher(
         .arg(name)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(prefetch_log(spool));
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -241,6 +259,17 @@ fn spawn_prefetcher(
     }
     command.spawn().context("starting the prefetcher")?;
     Ok(())
+}
+
+/// Where a detached prefetcher's errors go: a log in its spool (the server's log is not
+/// open to it once the wal-fetch that started it has exited).
+fn prefetch_log(spool: &Spool) -> Stdio {
+    let _ = std::fs::create_dir_all(spool.dir());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spool.dir().join("prefetch.log"))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
 pub async fn run_prefetch(settings: &Resolved, args: WalPrefetchArgs) -> anyhow::Result<()> {

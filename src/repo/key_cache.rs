@@ -135,6 +135,17 @@ async fn from_cache(
 fn write_entry(path: &Path, repo: &Repository, passphrase: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    if let Some(root) = dir.parent() {
+        // Backup tools that honour the convention (restic, borg, tar --exclude-caches)
+        // skip the cache rather than copy key material around.
+        let tag = root.join("CACHEDIR.TAG");
+        if !tag.exists() {
+            let _ = std::fs::write(
+                tag,
+                "Signature: 8a477f597d28d172789f06886806bc55\n# stowage key cache\n",
+            );
+        }
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

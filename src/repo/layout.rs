@@ -60,7 +60,8 @@ pub fn wal_summary_prefix(cluster: &str) -> String {
     format!("{WAL_INDEX}{cluster}/")
 }
 
-/// `wal-index/<cluster>/<TLI>/<segment name>`: what one segment holds (LSNs, commit times).
-pub fn wal_summary(cluster: &str, timeline: u32, segment: &str) -> ObjectKey {
-    key(format!("{WAL_INDEX}{cluster}/{timeline:08X}/{segment}"))
+/// `wal-index/<cluster>/<TLI>/<file name>`: what one segment or `.partial` file holds
+/// (LSNs, commit times).
+pub fn wal_summary(cluster: &str, timeline: u32, name: &str) -> ObjectKey {
+    key(format!("{WAL_INDEX}{cluster}/{timeline:08X}/{name}"))
 }

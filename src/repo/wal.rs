@@ -24,7 +24,7 @@ use super::blob::{COMPRESSION_NONE, COMPRESSION_ZSTD};
 use super::crypto::{AuthError, Keys};
 use super::id::BlobId;
 use super::{corrupt, layout, sealed, RepoError, Repository};
-use crate::pg::wal::{SegmentName, SegmentSummary, WalFileName};
+use crate::pg::wal::{SegmentSummary, WalFileName};
 use crate::store::{ObjectKey, ObjectMeta, PutMode, StoreError};
 
 const MAGIC: &[u8; 4] = b"SWAL";
@@ -206,10 +206,12 @@ pub fn open_wal(
 }
 
 impl Repository {
-    /// Stores one WAL file (and, for a segment, its summary first), create-only.
+    /// Stores one WAL file, create-only, then (for a segment or `.partial` file) its
+    /// summary.
     ///
-    /// The summary goes first so that every stored segment has one; a summary without its
-    /// segment (a crash in between) is ignored by readers and rewritten by the retry.
+    /// The summary goes second and is written only by a push that stored or matched the
+    /// segment, so it always describes the stored bytes; a crash in between leaves a
+    /// segment without a summary (listed as unsummarized) until the retry writes it.
     ///
     /// # Errors
     /// [`RepoError::WalConflict`] when the name holds different content; store errors.
@@ -223,9 +225,6 @@ impl Repository {
     ) -> Result<WalPut, RepoError> {
         let text = name.to_string();
         let key = layout::wal(cluster, name.timeline(), &text);
-        if let (WalFileName::Segment(seg), Some(summary)) = (name, summary) {
-            self.put_summary(cluster, seg, summary).await?;
-        }
         let keys = self.keys.clone();
         let (cluster_owned, name_owned) = (cluster.to_string(), text.clone());
         let to_seal = raw.clone();
@@ -235,34 +234,38 @@ impl Repository {
         .await
         .map_err(|e| corrupt(key.clone(), e))?;
         let stored_len = sealed.len() as u64;
-        match self
+        let put = match self
             .store
             .put(&key, Bytes::from(sealed), PutMode::Create)
             .await
         {
-            Ok(()) => Ok(WalPut::Stored { stored_len }),
+            Ok(()) => WalPut::Stored { stored_len },
             Err(StoreError::AlreadyExists { .. }) => {
                 let stored = self.store.get(&key).await?;
                 let (id, raw_len, _, _) = open_header(&self.keys, cluster, &text, &stored)
                     .map_err(|e| corrupt(key.clone(), e))?;
-                if id == self.keys.blob_id(&raw) && raw_len == raw.len() as u64 {
-                    Ok(WalPut::AlreadyStored)
-                } else {
-                    Err(RepoError::WalConflict { key })
+                if id != self.keys.blob_id(&raw) || raw_len != raw.len() as u64 {
+                    return Err(RepoError::WalConflict { key });
                 }
+                WalPut::AlreadyStored
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(summary) = summary {
+            self.put_summary(cluster, name, summary).await?;
         }
+        Ok(put)
     }
 
     async fn put_summary(
         &self,
         cluster: &str,
-        seg: &SegmentName,
+        name: &WalFileName,
         summary: &SegmentSummary,
     ) -> Result<(), RepoError> {
-        let name = seg.to_string();
-        let key = layout::wal_summary(cluster, seg.tli, &name);
+        let tli = name.timeline();
+        let name = name.to_string();
+        let key = layout::wal_summary(cluster, tli, &name);
         let json = serde_json::to_vec(summary).map_err(|e| corrupt(key.clone(), e))?;
         let stored = sealed::seal_file(&self.keys, &aad("wal summary", cluster, &name), &json);
         match self
@@ -270,8 +273,8 @@ impl Repository {
             .put(&key, Bytes::from(stored), PutMode::Create)
             .await
         {
-            // Summaries are derived from the segment; an existing one describes the same
-            // bytes or, if the segment conflicts, the push fails right after anyway.
+            // Written only after the segment was stored or matched: an existing summary
+            // describes these same bytes.
             Ok(()) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -94,9 +94,9 @@ fn put_blocking(
     let dir = path
         .parent()
         .ok_or_else(|| io_err("find parent", path, ErrorKind::InvalidInput.into()))?;
-    fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+    create_dirs_durably(dir)?;
     if mode == PutMode::Create && path.exists() {
-        return Err(StoreError::AlreadyExists { key: key.clone() });
+        return Err(existing(path, dir, key));
     }
     let tmp = dir.join(format!("{TEMP_PREFIX}{}-{}", key.name(), random_suffix()));
     let written = (|| {
@@ -121,12 +121,47 @@ fn put_blocking(
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             if e.kind() == ErrorKind::AlreadyExists {
-                Err(StoreError::AlreadyExists { key: key.clone() })
+                Err(existing(path, dir, key))
             } else {
                 Err(io_err("move into place", path, e))
             }
         }
     }
+}
+
+/// "Already exists", once the existing object is durable: callers take that answer to
+/// mean the bytes are safely stored (a WAL push exits 0 on it), and the object may be
+/// the work of a writer killed between moving it into place and syncing its directory.
+fn existing(path: &Path, dir: &Path, key: &ObjectKey) -> StoreError {
+    let synced = fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_err("fsync", path, e))
+        .and_then(|()| sync_dir(dir));
+    match synced {
+        Ok(()) => StoreError::AlreadyExists { key: key.clone() },
+        Err(e) => e,
+    }
+}
+
+/// Creates `dir` and its missing parents, syncing each parent a new directory was made
+/// in, so that a durable object never sits in a directory a crash could forget.
+fn create_dirs_durably(dir: &Path) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) => at = parent,
+            None => break,
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| io_err("create directory", dir, e))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Calls `visit` with the path (relative to `root`, when it is UTF-8), the file name and

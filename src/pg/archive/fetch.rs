@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use futures::stream::{self, StreamExt};
 
+use crate::pg::wal::page::SegmentGeometry;
 use crate::pg::wal::{SegmentName, WalFileName};
 use crate::repo::{RepoError, Repository};
 use crate::store::StoreError;
@@ -53,21 +54,42 @@ where
         path: PathBuf::from(name),
         reason: e.to_string(),
     })?;
+    let control_id = control_system_identifier(dest);
     if let Some(spool) = spool {
-        forget_older(spool, &parsed);
+        forget_passed(spool, &parsed);
         let ahead = spool.fetched_path(name);
-        if ahead.exists() && std::fs::rename(&ahead, dest).is_ok() {
-            return Ok(Source::Spool);
+        if ahead.exists() {
+            if spooled_is_sound(&ahead, &parsed, control_id)
+                && std::fs::rename(&ahead, dest).is_ok()
+            {
+                return Ok(Source::Spool);
+            }
+            let _ = std::fs::remove_file(&ahead);
         }
     }
     let repo = open().await.map_err(ArchiveError::Open)?;
     let raw = match repo.get_wal(cluster, &parsed).await {
         Ok(raw) => raw,
         Err(RepoError::Store(StoreError::NotFound { .. })) => {
-            return Err(ArchiveError::NotArchived {
-                name: name.to_string(),
-                cluster: cluster.to_string(),
-            })
+            // "Not archived" ends recovery; say it only when this is the right archive.
+            // A mistyped cluster name would otherwise promote the server at the first
+            // segment it asks for.
+            let record = repo.read_cluster(cluster).await?;
+            return Err(match (record, control_id) {
+                (None, _) => ArchiveError::NoSuchCluster {
+                    cluster: cluster.to_string(),
+                    location: repo.location(),
+                },
+                (Some(r), Some(id)) if r.system_identifier != id => ArchiveError::OtherSystem {
+                    cluster: cluster.to_string(),
+                    expected: r.system_identifier,
+                    found: id,
+                },
+                (Some(_), _) => ArchiveError::NotArchived {
+                    name: name.to_string(),
+                    cluster: cluster.to_string(),
+                },
+            });
         }
         Err(e) => return Err(e.into()),
     };
@@ -78,14 +100,50 @@ where
     Ok(Source::Repository)
 }
 
-/// Drops prefetched segments of `name`'s timeline that recovery has passed.
-fn forget_older(spool: &Spool, name: &WalFileName) {
+/// The system identifier in `global/pg_control` of the data directory `dest` is in
+/// (`restore_command` runs there, with `%p` = `pg_wal/RECOVERYXLOG`), if there is one.
+/// `pg_control` starts with it (`reference/postgresql.md` §5).
+fn control_system_identifier(dest: &Path) -> Option<u64> {
+    let data = dest.parent()?.parent()?;
+    let mut file = std::fs::File::open(data.join("global").join("pg_control")).ok()?;
+    let mut id = [0u8; 8];
+    std::io::Read::read_exact(&mut file, &mut id).ok()?;
+    Some(u64::from_le_bytes(id))
+}
+
+/// Whether a prefetched file is still what it claims: its first page names this segment,
+/// and this cluster when the data directory says which. The spool is keyed by the
+/// repository's location, which can come to hold another repository.
+fn spooled_is_sound(path: &Path, name: &WalFileName, control_id: Option<u64>) -> bool {
+    let WalFileName::Segment(seg) = name else {
+        return false;
+    };
+    let mut first = vec![0u8; 8192];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let n = std::io::Read::read(&mut f, &mut first)?;
+        Ok((n, f.metadata()?.len()))
+    });
+    let Ok((n, len)) = read else {
+        return false;
+    };
+    match SegmentGeometry::read(seg, &first[..n]) {
+        Ok(geometry) => {
+            u64::from(geometry.seg_size) == len && control_id.is_none_or(|id| id == geometry.sysid)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Drops prefetched files recovery will not ask for: those before `name` on its timeline
+/// and those of other timelines (recovery moved on), and temporary files left by a killed
+/// prefetcher when none is running.
+fn forget_passed(spool: &Spool, name: &WalFileName) {
     let WalFileName::Segment(current) = name else {
         return;
     };
     let current = current.to_string();
     for other in spool.fetched() {
-        let passed = other.len() == current.len() && other[..8] == current[..8] && other < current;
+        let passed = other.len() != current.len() || other[..8] != current[..8] || other < current;
         if passed {
             let _ = std::fs::remove_file(spool.fetched_path(&other));
         }
@@ -122,6 +180,8 @@ pub async fn prefetch(
     let Some(_lock) = spool.try_prefetch_lock() else {
         return Ok(0);
     };
+    // Holding the lock, no other prefetcher is writing: leftovers are a killed one's.
+    spool.remove_temporaries();
     let seg_size = repo
         .read_cluster(cluster)
         .await?

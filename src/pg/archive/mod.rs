@@ -58,6 +58,20 @@ pub enum ArchiveError {
         expected: u64,
         found: u64,
     },
+    #[error(
+        "{location} has no WAL archive for cluster {cluster:?} (its first wal-push records \
+         it); check the cluster name (--cluster, STOWAGE_CLUSTER or `cluster =`)"
+    )]
+    NoSuchCluster { cluster: String, location: String },
+    #[error(
+        "this data directory's pg_control has system identifier {found}, but the archive of \
+         cluster {cluster:?} is of system {expected}: wrong cluster name for this server?"
+    )]
+    OtherSystem {
+        cluster: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("{name} is not in the archive of cluster {cluster:?}")]
     NotArchived { name: String, cluster: String },
     #[error("opening the repository")]

@@ -163,6 +163,18 @@ impl Spool {
             .collect()
     }
 
+    /// Removes temporary files of prefetched copies (call with the prefetch lock held).
+    pub fn remove_temporaries(&self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("fetch")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Takes the one prefetch lock without waiting; `None` when another process holds it.
     /// The lock is released when the returned file is dropped (or the process dies).
     pub fn try_prefetch_lock(&self) -> Option<std::fs::File> {
