@@ -163,15 +163,7 @@ fn commit_time_index_matches_the_server_across_a_switch_and_a_timeline() {
     cluster.append_conf(&["restore_command = 'stowage wal-fetch %f %p'"
         .replace("stowage", env!("CARGO_BIN_EXE_stowage"))]);
     cluster.start();
-    let mut tli = String::new();
-    for _ in 0..600 {
-        tli = cluster.sql("SELECT pg_is_in_recovery()");
-        if tli == "f" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(tli, "f", "still in recovery:\n{}", cluster.log_text());
+    cluster.wait_promoted();
     for i in 100..104 {
         cluster.sql(&format!("INSERT INTO t VALUES ({i}, 'tl2')"));
     }
@@ -252,15 +244,7 @@ fn replay_from_the_archive_with_prefetch() {
             .replace("stowage", env!("CARGO_BIN_EXE_stowage")),
     ]);
     b.start();
-    let mut state = String::new();
-    for _ in 0..600 {
-        state = b.sql("SELECT pg_is_in_recovery()");
-        if state == "f" {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(state, "f", "recovery did not finish:\n{}", b.log_text());
+    b.wait_promoted();
     assert_eq!(b.sql("SELECT count(*), sum(id) FROM t"), expected);
     let log = b.log_text();
     assert!(log.contains("restored log file"), "{log}");
@@ -287,6 +271,47 @@ fn pgbench(cluster: &Cluster, args: &[&str]) {
         out.status.success(),
         "pgbench {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// After a crash, archive recovery over the same data directory moves to timeline 2 and
+/// archives the old timeline's unfinished segment as `.partial`: it is checked, stored,
+/// summarized, listed apart from the segments, and served back byte for byte.
+#[test]
+fn partial_segment_of_the_old_timeline_is_archived() {
+    if skip() {
+        return;
+    }
+    let world = PgWorld::new();
+    let mut cluster = Cluster::init(&world, "a", Some("stowage wal-push %p"), &[]);
+    cluster.start();
+    cluster.sql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g");
+    cluster.sql("SELECT pg_switch_wal()");
+    cluster.sql("INSERT INTO t SELECT g FROM generate_series(1, 1000) g");
+    cluster.wait_archived(ARCHIVE_WAIT);
+    cluster.crash();
+    std::fs::write(cluster.data.join("recovery.signal"), "").unwrap();
+    cluster.append_conf(&["restore_command = 'stowage wal-fetch %f %p'"
+        .replace("stowage", env!("CARGO_BIN_EXE_stowage"))]);
+    cluster.start();
+    cluster.wait_promoted();
+    cluster.sql("SELECT pg_switch_wal()");
+    cluster.wait_archived(ARCHIVE_WAIT);
+    let partial = cluster
+        .archived()
+        .into_iter()
+        .find(|n| n.ends_with(".partial"))
+        .unwrap_or_else(|| panic!("no .partial archived:\n{}", cluster.log_text()));
+    cluster.stop();
+    let w = window(&world);
+    assert_eq!(timeline(&w, 1)["partial"][0], partial.as_str(), "{w:#}");
+    let summary = world.repo().join("wal-index/main/00000001").join(&partial);
+    assert!(summary.exists(), "no summary for {partial}");
+    let dest = world.root().join("partial");
+    assert_success(&fetch(&world, &partial, &dest), &["wal-fetch", &partial]);
+    assert!(
+        std::fs::read(&dest).unwrap()
+            == std::fs::read(cluster.data.join("pg_wal").join(&partial)).unwrap()
     );
 }
 

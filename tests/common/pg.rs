@@ -255,14 +255,35 @@ impl Cluster {
 
     /// A clean stop (which also archives the last segment while archiving is on).
     pub fn stop(&mut self) {
+        self.stop_with("fast");
+    }
+
+    /// A crash, as far as the data directory can tell: no shutdown checkpoint, and the
+    /// segment being written is not archived.
+    pub fn crash(&mut self) {
+        self.stop_with("immediate");
+    }
+
+    fn stop_with(&mut self, mode: &str) {
         if self.running {
             let mut cmd = as_owner(Path::new(PG_BIN).join("pg_ctl"));
-            cmd.args(["-w", "-t", "120", "-m", "fast", "-D"])
+            cmd.args(["-w", "-t", "120", "-m", mode, "-D"])
                 .arg(&self.data)
                 .arg("stop");
             run(cmd, "pg_ctl stop");
             self.running = false;
         }
+    }
+
+    /// Waits until the server has left recovery (promoted), up to a minute.
+    pub fn wait_promoted(&self) {
+        for _ in 0..600 {
+            if self.sql("SELECT pg_is_in_recovery()") == "f" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("still in recovery after a minute:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
