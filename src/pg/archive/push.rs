@@ -81,7 +81,9 @@ where
     }
     let repo = open().await.map_err(ArchiveError::Open)?;
     // The record is write-once, so a copy in the spool saves a read per call.
-    let cluster_id = match options.spool.as_ref().and_then(Spool::cluster_id) {
+    let repo_id = repo.config().id.to_string();
+    let cached = options.spool.as_ref().and_then(|s| s.cluster_id(&repo_id));
+    let cluster_id = match cached {
         Some(id) => Some(id),
         None => {
             let id = repo
@@ -89,7 +91,7 @@ where
                 .await?
                 .map(|r| r.system_identifier);
             if let (Some(id), Some(spool)) = (id, &options.spool) {
-                spool.set_cluster_id(id);
+                spool.set_cluster_id(&repo_id, id);
             }
             id
         }
@@ -222,7 +224,7 @@ async fn push_one(
             });
         }
         if let Some(spool) = &options.spool {
-            spool.set_cluster_id(record.system_identifier);
+            spool.set_cluster_id(&repo.config().id.to_string(), record.system_identifier);
         }
     }
     let raw_len = raw.len() as u64;

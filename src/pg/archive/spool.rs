@@ -4,7 +4,7 @@
 //! <spool>/push/<file name>    "stored <blake3 of the file> <length>": durable in the repository
 //! <spool>/fetch/<file name>   a verified copy fetched ahead of recovery, fsynced
 //! <spool>/fetch.lock          held by the one prefetcher that may run
-//! <spool>/cluster             the system identifier the repository records for the cluster
+//! <spool>/cluster-<repo id>    the system identifier that repository records for the cluster
 //! ```
 //! The spool is a cache in the strict sense: deleting it loses nothing. A push marker is
 //! written only after its object is durable, and is trusted only for a file whose bytes
@@ -116,9 +116,10 @@ impl Spool {
         }
     }
 
-    /// The cached system identifier of the cluster, if recorded here.
-    pub fn cluster_id(&self) -> Option<u64> {
-        std::fs::read_to_string(self.dir.join("cluster"))
+    /// The cached system identifier the repository `repo` (its id, not its location,
+    /// which could come to hold a new repository) records for the cluster.
+    pub fn cluster_id(&self, repo: &str) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join(format!("cluster-{repo}")))
             .ok()?
             .trim()
             .parse()
@@ -126,13 +127,10 @@ impl Spool {
     }
 
     /// Caches the repository's record of the cluster's system identifier.
-    pub fn set_cluster_id(&self, id: u64) {
+    pub fn set_cluster_id(&self, repo: &str, id: u64) {
         if std::fs::create_dir_all(&self.dir).is_ok() {
-            let _ = write_atomic(
-                &self.dir.join("cluster"),
-                format!("{id}\n").as_bytes(),
-                false,
-            );
+            let path = self.dir.join(format!("cluster-{repo}"));
+            let _ = write_atomic(&path, format!("{id}\n").as_bytes(), false);
         }
     }
 
