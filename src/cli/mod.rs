@@ -117,7 +117,7 @@ pub enum Command {
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = stowage::repo::wal::cores();
         let arenas = i32::try_from(cores.clamp(2, 4)).unwrap_or(2);
         // SAFETY: mallopt only changes allocator tuning; called before other threads exist.
         unsafe {

@@ -73,6 +73,13 @@ pub enum WalObjectError {
     Hash,
 }
 
+/// The cores this process may use, asked once (the answer comes from cgroup files, which
+/// costs more than a millisecond, on the latency path of every push).
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// A cluster name as it appears in object keys: short, and safe in a path.
 ///
 /// # Errors
@@ -104,7 +111,13 @@ fn aad(label: &str, cluster: &str, name: &str) -> Vec<u8> {
 /// `wal-push` fast: it is a latency path, paid once per 16 MiB for as long as the
 /// cluster lives.
 pub fn seal_wal(keys: &Keys, level: i32, cluster: &str, name: &str, raw: &[u8]) -> Vec<u8> {
-    let id = keys.blob_id(raw);
+    // The id hashes the whole file on a thread of its own while the parts compress.
+    let (id, frames) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| keys.blob_id(raw));
+        let frames = compress_parts(raw, level);
+        (hashing.join().ok(), frames)
+    });
+    let id = id.unwrap_or_else(|| keys.blob_id(raw));
     let nonce_len = keys.cipher().kind().nonce_len();
     let mut buf = Vec::with_capacity(nonce_len + HEADER_LEN + raw.len() / 4);
     buf.resize(nonce_len, 0);
@@ -115,7 +128,7 @@ pub fn seal_wal(keys: &Keys, level: i32, cluster: &str, name: &str, raw: &[u8]) 
     buf.extend_from_slice(&(raw.len() as u64).to_le_bytes());
     buf.extend_from_slice(id.as_bytes());
     let body_at = buf.len();
-    match compress_parts(raw, level) {
+    match frames {
         Some(frames) if frames.iter().map(Vec::len).sum::<usize>() < raw.len() => {
             frames.iter().for_each(|f| buf.extend_from_slice(f));
         }
@@ -131,8 +144,9 @@ pub fn seal_wal(keys: &Keys, level: i32, cluster: &str, name: &str, raw: &[u8]) 
 }
 
 fn compress_parts(raw: &[u8], level: i32) -> Option<Vec<Vec<u8>>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parts = (raw.len() / MIN_PART).clamp(1, threads.min(8));
+    // Two parts per core: the parts share the cores with the hashing thread and with the
+    // caller's validation, and smaller parts even out the finishing times.
+    let parts = (raw.len() / MIN_PART).clamp(1, (2 * cores()).min(8));
     let part_len = raw.len().div_ceil(parts).max(1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = raw
@@ -206,8 +220,28 @@ pub fn open_wal(
 }
 
 impl Repository {
-    /// Stores one WAL file, create-only, then (for a segment or `.partial` file) its
-    /// summary.
+    /// Seals one WAL file for [`Repository::put_wal`] on a blocking thread (it is the
+    /// CPU-heavy half of a push, so callers run it beside their own checks).
+    ///
+    /// # Errors
+    /// Only if the blocking thread could not run.
+    pub async fn seal_wal(
+        &self,
+        cluster: &str,
+        name: &WalFileName,
+        raw: Bytes,
+        level: i32,
+    ) -> Result<Vec<u8>, RepoError> {
+        let keys = self.keys.clone();
+        let (cluster, text) = (cluster.to_string(), name.to_string());
+        let key = layout::wal(&cluster, name.timeline(), &text);
+        tokio::task::spawn_blocking(move || seal_wal(&keys, level, &cluster, &text, &raw))
+            .await
+            .map_err(|e| corrupt(key, e))
+    }
+
+    /// Stores one WAL file sealed by [`Repository::seal_wal`] from `raw`, create-only,
+    /// then (for a segment or `.partial` file) its summary.
     ///
     /// The summary goes second and is written only by a push that stored or matched the
     /// segment, so it always describes the stored bytes; a crash in between leaves a
@@ -219,20 +253,12 @@ impl Repository {
         &self,
         cluster: &str,
         name: &WalFileName,
-        raw: Bytes,
+        raw: &Bytes,
+        sealed: Vec<u8>,
         summary: Option<&SegmentSummary>,
-        level: i32,
     ) -> Result<WalPut, RepoError> {
         let text = name.to_string();
         let key = layout::wal(cluster, name.timeline(), &text);
-        let keys = self.keys.clone();
-        let (cluster_owned, name_owned) = (cluster.to_string(), text.clone());
-        let to_seal = raw.clone();
-        let sealed = tokio::task::spawn_blocking(move || {
-            seal_wal(&keys, level, &cluster_owned, &name_owned, &to_seal)
-        })
-        .await
-        .map_err(|e| corrupt(key.clone(), e))?;
         let stored_len = sealed.len() as u64;
         let put = match self
             .store
@@ -244,7 +270,7 @@ impl Repository {
                 let stored = self.store.get(&key).await?;
                 let (id, raw_len, _, _) = open_header(&self.keys, cluster, &text, &stored)
                     .map_err(|e| corrupt(key.clone(), e))?;
-                if id != self.keys.blob_id(&raw) || raw_len != raw.len() as u64 {
+                if id != self.keys.blob_id(raw) || raw_len != raw.len() as u64 {
                     return Err(RepoError::WalConflict { key });
                 }
                 WalPut::AlreadyStored

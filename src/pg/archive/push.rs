@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 
 use crate::pg::wal::WalFileName;
-use crate::repo::wal::{ClusterRecord, WalPut};
+use crate::repo::wal::{ClusterRecord, WalPut, MAX_WAL_FILE_LEN};
 use crate::repo::Repository;
 
 use super::spool::Spool;
@@ -70,16 +70,22 @@ where
     Fut: Future<Output = anyhow::Result<Repository>>,
 {
     let name = validate::file_name(path)?;
-    let raw = read(path).await?;
     let spool = options.spool.as_ref().filter(|_| options.parallel > 1);
-    if spool.is_some_and(|s| s.take_pushed(&name, &raw)) {
-        return Ok(PushReport {
-            name: name.to_string(),
-            outcome: Outcome::PushedAhead,
-            ahead: Vec::new(),
-        });
-    }
-    let repo = open().await.map_err(ArchiveError::Open)?;
+    let (raw, repo) = if spool.is_some_and(|s| s.has_marker(&name.to_string())) {
+        let raw = read(path).await?;
+        if spool.is_some_and(|s| s.take_pushed(&name, &raw)) {
+            return Ok(PushReport {
+                name: name.to_string(),
+                outcome: Outcome::PushedAhead,
+                ahead: Vec::new(),
+            });
+        }
+        (raw, open().await.map_err(ArchiveError::Open)?)
+    } else {
+        // The usual case: reading the file and opening the repository overlap.
+        let (raw, repo) = futures::join!(read(path), open());
+        (raw?, repo.map_err(ArchiveError::Open)?)
+    };
     // The record is write-once, so a copy in the spool saves a read per call.
     let repo_id = repo.config().id.to_string();
     let cached = options.spool.as_ref().and_then(|s| s.cluster_id(&repo_id));
@@ -134,14 +140,55 @@ where
     })
 }
 
+/// Reads a WAL file whole, in parallel parts for large files: the copy out of the page
+/// cache and the page faults of a 16 MiB buffer are a fifth of a push's wall time when
+/// done on one core.
 async fn read(path: &Path) -> Result<Bytes, ArchiveError> {
-    tokio::fs::read(path)
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || read_parallel(&owned))
         .await
-        .map(Bytes::from)
-        .map_err(|source| ArchiveError::Read {
-            path: path.to_path_buf(),
-            source,
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    read.map(Bytes::from).map_err(|source| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_parallel(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    const PART: usize = 4 << 20;
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_WAL_FILE_LEN {
+        return Err(std::io::Error::other(format!(
+            "{len} bytes is more than a WAL file can be (1 GiB)"
+        )));
+    }
+    let len = len as usize;
+    let parts = len.div_ceil(PART).clamp(1, crate::repo::wal::cores());
+    let part_len = len.div_ceil(parts).max(1);
+    let mut buf = vec![0u8; len];
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = buf
+            .chunks_mut(part_len)
+            .enumerate()
+            .map(|(i, part)| {
+                let file = &file;
+                scope.spawn(move || file.read_exact_at(part, (i * part_len) as u64))
+            })
+            .collect();
+        readers.into_iter().try_for_each(|r| {
+            r.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("reader thread failed")))
         })
+    })?;
+    // A file that grew while being read is not a finished WAL file.
+    if file.metadata()?.len() != len as u64 {
+        return Err(std::io::Error::other(
+            "the file changed size while being read",
+        ));
+    }
+    Ok(buf)
 }
 
 fn archive_status(path: &Path) -> PathBuf {
@@ -188,7 +235,9 @@ async fn push_one(
     raw: Bytes,
     cluster_id: Option<u64>,
 ) -> Result<Outcome, ArchiveError> {
-    let summary = {
+    // Checking and sealing are both CPU work on the whole file and independent: run them
+    // side by side (nothing is stored until the check has passed).
+    let check = {
         let (owned, name, raw, cluster) = (
             path.to_path_buf(),
             *name,
@@ -198,12 +247,14 @@ async fn push_one(
         tokio::task::spawn_blocking(move || {
             validate::check(&owned, &name, &raw, &cluster, cluster_id)
         })
-        .await
-        .map_err(|e| ArchiveError::Read {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e),
-        })??
     };
+    let seal = repo.seal_wal(&options.cluster, name, raw.clone(), options.level);
+    let (checked, sealed) = futures::join!(check, seal);
+    let summary = checked.map_err(|e| ArchiveError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    })??;
+    let sealed = sealed?;
     if let (None, Some(summary)) = (cluster_id, &summary) {
         let record = repo
             .record_cluster(&ClusterRecord {
@@ -229,7 +280,7 @@ async fn push_one(
     }
     let raw_len = raw.len() as u64;
     let put = repo
-        .put_wal(&options.cluster, name, raw, summary.as_ref(), options.level)
+        .put_wal(&options.cluster, name, &raw, sealed, summary.as_ref())
         .await?;
     Ok(match put {
         WalPut::Stored { stored_len } => Outcome::Stored {
