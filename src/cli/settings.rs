@@ -198,10 +198,14 @@ fn store_options(cli: &Cli, file: S3FileSettings) -> anyhow::Result<StoreOptions
 
 impl Resolved {
     pub async fn store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        self.store_with(&self.store).await
+    }
+
+    async fn store_with(&self, options: &StoreOptions) -> anyhow::Result<Arc<dyn ObjectStore>> {
         let Some(location) = &self.repo else {
             bail!("no repository given: pass --repo, set STOWAGE_REPO, or put `repo = …` in the settings file");
         };
-        Ok(open_store(location, &self.store).await?)
+        Ok(open_store(location, options).await?)
     }
 
     /// The passphrase: `STOWAGE_PASSWORD_FILE` (or `password_file`), `STOWAGE_PASSWORD`, or
@@ -230,7 +234,9 @@ impl Resolved {
         if self.password_file.is_none() && std::env::var_os("STOWAGE_PASSWORD").is_none() {
             bail!("no passphrase: set password_file in the settings file, STOWAGE_PASSWORD_FILE or STOWAGE_PASSWORD");
         }
-        let store = self.store().await?;
+        let mut options = self.store.clone();
+        options.s3.check_bucket = false;
+        let store = self.store_with(&options).await?;
         let password = self.password("repository passphrase: ", false)?;
         Ok(Repository::open_cached(store, &password, self.cache_dir.as_deref()).await?)
     }

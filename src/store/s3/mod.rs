@@ -12,10 +12,13 @@
 //! aborted; one whose process was killed is left for `stowage gc`
 //! ([`ObjectStore::list_incomplete`]).
 //!
-//! Create-only writes check with HEAD first (which also saves uploading a pack another
-//! backup already stored) and then send `If-None-Match: *`, which AWS and recent
-//! S3-compatible stores enforce atomically; on a store that ignores the header the HEAD
-//! check is what remains, which is safe for everything content-addressed.
+//! Create-only writes send `If-None-Match: *`, which AWS and recent S3-compatible stores
+//! enforce atomically; multipart ones check with HEAD first too (which saves uploading a
+//! pack another backup already stored), and so do all of them when conditional writes
+//! are off, where the HEAD check is what remains: safe for everything content-addressed;
+//! two writers racing to create one WAL object could then both succeed, which only two
+//! clusters archiving under one name could make differ, and that is refused earlier by
+//! the cluster record.
 
 mod errors;
 mod options;
@@ -103,7 +106,9 @@ impl S3Store {
             location: parsed,
             options,
         };
-        store.check_bucket().await?;
+        if store.options.check_bucket {
+            store.check_bucket().await?;
+        }
         Ok(store)
     }
 
@@ -238,7 +243,10 @@ fn backoff(initial: Duration, tries: u32) -> Duration {
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn put(&self, key: &ObjectKey, body: Bytes, mode: PutMode) -> Result<(), StoreError> {
-        if mode == PutMode::Create {
+        // With `If-None-Match` a single PUT answers "already exists" by itself, so the HEAD
+        // only pays where it can save an upload (a multipart pack) or is the only check.
+        let head_first = !self.options.conditional_writes || body.len() > self.options.part_size;
+        if mode == PutMode::Create && head_first {
             match self.head(key).await {
                 Ok(_) => return Err(StoreError::AlreadyExists { key: key.clone() }),
                 Err(StoreError::NotFound { .. }) => {}

@@ -175,6 +175,10 @@ pub struct S3Options {
     pub initial_backoff: Duration,
     /// How long to wait to connect, and for a response to start.
     pub timeout: Duration,
+    /// List the bucket once on connect, so a missing bucket or bad credentials fail
+    /// before any work. Commands run once per WAL segment skip it: their first read
+    /// reports the same faults, one round trip sooner.
+    pub check_bucket: bool,
 }
 
 impl Default for S3Options {
@@ -192,6 +196,7 @@ impl Default for S3Options {
             max_attempts: 8,
             initial_backoff: Duration::from_millis(250),
             timeout: Duration::from_secs(60),
+            check_bucket: true,
         }
     }
 }
