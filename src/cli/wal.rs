@@ -312,7 +312,7 @@ pub async fn run_window(settings: &Resolved, args: WalListArgs) -> anyhow::Resul
         }
         for run in &tl.runs {
             println!(
-                "  LSN {} .. {}  commits {} .. {}  ({} segments {} .. {})",
+                "  LSN {} .. {}  commits {} .. {}  ({} segment(s) {} .. {})",
                 run.start_lsn,
                 run.end_lsn,
                 time_text(run.earliest_commit),
