@@ -134,16 +134,17 @@ fn spooled_is_sound(path: &Path, name: &WalFileName, control_id: Option<u64>) ->
     }
 }
 
-/// Drops prefetched files recovery will not ask for: those before `name` on its timeline
-/// and those of other timelines (recovery moved on), and temporary files left by a killed
-/// prefetcher when none is running.
+/// Drops prefetched segments recovery has passed: those before `name` on its timeline.
+/// Other timelines' files stay: recovery asks for each segment on every timeline of its
+/// path, newest first, so a request on one timeline says nothing about the others (and
+/// what a prefetcher left is bounded by its count).
 fn forget_passed(spool: &Spool, name: &WalFileName) {
     let WalFileName::Segment(current) = name else {
         return;
     };
     let current = current.to_string();
     for other in spool.fetched() {
-        let passed = other.len() != current.len() || other[..8] != current[..8] || other < current;
+        let passed = other.len() == current.len() && other[..8] == current[..8] && other < current;
         if passed {
             let _ = std::fs::remove_file(spool.fetched_path(&other));
         }
