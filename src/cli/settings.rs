@@ -123,8 +123,11 @@ pub fn resolve(cli: &Cli) -> anyhow::Result<Resolved> {
         cluster: file.cluster.unwrap_or_else(|| "main".into()),
         parallel: file.wal_parallel.unwrap_or(1).max(1),
         prefetch: file.wal_prefetch.unwrap_or(0),
-        compression_level: file
-            .wal_compression_level
+        // The `--compression-level` flag applies to WAL too; the file's
+        // `compression_level` (meant for backups) does not.
+        compression_level: cli
+            .compression_level
+            .or(file.wal_compression_level)
             .unwrap_or(DEFAULT_WAL_COMPRESSION_LEVEL),
         spool_dir: file.spool_dir,
     };

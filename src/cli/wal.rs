@@ -129,9 +129,7 @@ pub async fn run_push(settings: &Resolved, args: WalPushArgs) -> anyhow::Result<
         spool: spool(settings, &cluster, parent(&args.path)),
         cluster,
         parallel,
-        level: settings
-            .compression_level
-            .unwrap_or(settings.wal.compression_level),
+        level: settings.wal.compression_level,
     };
     let report = push::push(&options, &args.path, || settings.open_cached()).await?;
     let ahead_ok = report.ahead.iter().filter(|(_, r)| r.is_ok()).count();
