@@ -147,34 +147,7 @@ if has "$TOOLS" stowage; then
 fi
 
 # ------------------------------------------------------------------ hyperfine driver
-# The caller fills NAMES / PREPS / CMDS / CHECKS (one entry per command; PREPS entry "" for
-# none, CHECKS entry "" to just run the command). Each command runs once first: its prepare
-# command then its check (or the command itself). Those that fail are left out.
-NAMES=() PREPS=() CMDS=() CHECKS=()
-add() { NAMES+=("$1"); PREPS+=("$2"); CMDS+=("$3"); CHECKS+=("${4:-}"); }
-
-run_group() {
-    local input=$1 group=$2 i args=() logf
-    for i in "${!NAMES[@]}"; do
-        logf="$LOGS/$input-$group-${NAMES[i]// /_}.log"
-        {
-            echo "+ ${PREPS[i]:-true}"; echo "+ ${CHECKS[i]:-${CMDS[i]}}"
-        } >"$logf"
-        if sh -c "${PREPS[i]:-true}" >>"$logf" 2>&1 && sh -c "${CHECKS[i]:-${CMDS[i]} >/dev/null}" >>"$logf" 2>&1; then
-            args+=(--prepare "${PREPS[i]:-true}" -n "${NAMES[i]}" "${CMDS[i]}")
-        else
-            warn "'${NAMES[i]}' failed on $input, left out of the $group benchmark; see $logf:"
-            tail -5 "$logf" | sed 's/^/    /' >&2
-            FAILED+=("$input/$group/${NAMES[i]}")
-        fi
-    done
-    NAMES=() PREPS=() CMDS=() CHECKS=()
-    if ((${#args[@]} == 0)); then warn "nothing to run for $input/$group"; return; fi
-    log "$input: $group ($RUNS runs each)"
-    hyperfine --runs "$RUNS" --style basic \
-        --export-json "$RESULTS/$input-$group.json" --export-markdown "$RESULTS/$input-$group.md" \
-        "${args[@]}"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/hyperfine.sh"   # add, run_group
 
 # peak RSS and wall time of one command (stdin from a file or a producer pipeline)
 #   rss LABEL BYTES TOOL 'PREPARE' 'PRODUCER' CMD...
@@ -235,7 +208,7 @@ for input in $INPUTS; do
         has "$TOOLS" restic && add "restic backup" \
             "rm -rf $(q "$rf") && restic -q -r $(q "$rf") init --repository-version 2 >/dev/null" \
             "$(rback "$rf")"
-        run_group "$input" first
+        run_group "$input-first" "$RUNS"
         rm -rf "$sf" "$rf"
     fi
 
@@ -262,7 +235,7 @@ for input in $INPUTS; do
     if has "$BENCHES" second; then
         has "$TOOLS" stowage && add "stowage backup" "" "STOWAGE_REPO=$(q "$sm") $sbackup"
         has "$TOOLS" restic && add "restic backup" "" "$(rback "$rm_")"
-        run_group "$input" second
+        run_group "$input-second" "$RUNS"
     fi
 
     if has "$BENCHES" cat; then
@@ -281,7 +254,7 @@ for input in $INPUTS; do
                 "restic -q -r $(q "$rm_") restore latest --target $(q "$rr")" \
                 "restic -q -r $(q "$rm_") restore latest --target $(q "$rr") && cmp $(q "$rr/$name") $(q "$IN")"
         fi
-        run_group "$input" cat
+        run_group "$input-cat" "$RUNS"
         rm -rf "$sr" "$rr"
     fi
 
@@ -291,7 +264,7 @@ for input in $INPUTS; do
             add "stowage cat" "" "STOWAGE_REPO=$(q "$sm") $(q "$S") cat latest > /dev/null"
         fi
         has "$TOOLS" restic && add "restic check --read-data" "" "restic -q -r $(q "$rm_") check --read-data"
-        run_group "$input" verify
+        run_group "$input-verify" "$RUNS"
     fi
     rm -rf "$sm" "$rm_"
 done

@@ -321,37 +321,7 @@ if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
 fi
 
 # ------------------------------------------------------------------ hyperfine driver
-# As in compare.sh: the caller fills NAMES / PREPS / CMDS / CHECKS (PREPS entry "" for none,
-# CHECKS entry "" to just run the command). Each command runs once first: its prepare
-# command then its check (or the command itself). Those that fail are left out.
-NAMES=() PREPS=() CMDS=() CHECKS=()
-add() { NAMES+=("$1"); PREPS+=("$2"); CMDS+=("$3"); CHECKS+=("${4:-}"); }
-
-run_group() {
-    local input=$1 group=$2 i args=() logf
-    for i in "${!NAMES[@]}"; do
-        logf="$LOGS/$input-$group-${NAMES[i]// /_}.log"
-        {
-            echo "+ ${PREPS[i]:-true}"; echo "+ ${CHECKS[i]:-${CMDS[i]}}"
-        } >"$logf"
-        if sh -c "${PREPS[i]:-true}" >>"$logf" 2>&1 && sh -c "${CHECKS[i]:-${CMDS[i]} >/dev/null}" >>"$logf" 2>&1; then
-            args+=(--prepare "${PREPS[i]:-true}" -n "${NAMES[i]}" "${CMDS[i]}")
-        else
-            warn "'${NAMES[i]}' failed on $input, left out of the $group benchmark; see $logf:"
-            tail -5 "$logf" | sed 's/^/    /' >&2
-            FAILED+=("$input/$group/${NAMES[i]}")
-        fi
-    done
-    NAMES=() PREPS=() CMDS=() CHECKS=()
-    if ((${#args[@]} == 0)); then warn "nothing to run for $input/$group"; return; fi
-    log "$input: $group ($RUNS runs each)"
-    if ! hyperfine --runs "$RUNS" --style basic \
-        --export-json "$RESULTS/$input-$group.json" --export-markdown "$RESULTS/$input-$group.md" \
-        "${args[@]}"; then
-        warn "hyperfine failed on $input/$group"
-        FAILED+=("$input/$group/hyperfine")
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/hyperfine.sh"   # add, run_group
 
 # CPU seconds (user + system) the S3 server has used so far
 server_cpu() { awk -v hz="$CLK_TCK" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER_PID/stat"; }
@@ -416,7 +386,7 @@ for input in $INPUTS; do
             "STOWAGE_REPO=$(q "$lf") $SG $backup"
         add "s3 backup" "$(s3_reset "$BUCKET_FRESH") && STOWAGE_REPO=$SF $SG init $KDF >/dev/null" \
             "STOWAGE_REPO=$SF $SG $backup"
-        run_group "$input" backup
+        run_group "$input-backup" "$RUNS"
         rm -rf "$lf"
         sh -c "$(s3_reset "$BUCKET_FRESH")"
     fi
@@ -448,7 +418,7 @@ for input in $INPUTS; do
                     "STOWAGE_REPO=$repo $SG restore latest --to $(q "$dir")" \
                     "STOWAGE_REPO=$repo $SG restore latest --to $(q "$dir") && cmp \"\$(find $(q "$dir") -type f -size ${bytes}c | head -n 1)\" $(q "$IN")"
             done
-            run_group "$input" restore
+            run_group "$input-restore" "$RUNS"
             rm -rf "$rl" "$rs"
         fi
 

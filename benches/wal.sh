@@ -801,37 +801,7 @@ if has "$TOOLS" pgbackrest && { has "$BENCHES" push || has "$BENCHES" throughput
 fi
 
 # ------------------------------------------------------------------ hyperfine driver
-# As in compare.sh and s3.sh: the caller fills NAMES / PREPS / CMDS / CHECKS (PREPS entry ""
-# for none, CHECKS entry "" to just run the command). Each command runs once first: its
-# prepare command then its check (or the command itself). Those that fail are left out.
-NAMES=() PREPS=() CMDS=() CHECKS=()
-add() { NAMES+=("$1"); PREPS+=("$2"); CMDS+=("$3"); CHECKS+=("${4:-}"); }
-
-run_group() {   # run_group GROUP RUNS
-    local group=$1 runs=$2 i args=() logf
-    for i in "${!NAMES[@]}"; do
-        logf="$LOGS/$group-${NAMES[i]//[ \/]/_}.log"
-        {
-            echo "+ ${PREPS[i]:-true}"; echo "+ ${CHECKS[i]:-${CMDS[i]}}"
-        } >"$logf"
-        if sh -c "${PREPS[i]:-true}" >>"$logf" 2>&1 && sh -c "${CHECKS[i]:-${CMDS[i]} >/dev/null}" >>"$logf" 2>&1; then
-            args+=(--prepare "${PREPS[i]:-true}" -n "${NAMES[i]}" "${CMDS[i]}")
-        else
-            warn "'${NAMES[i]}' failed, left out of the $group benchmark; see $logf:"
-            tail -5 "$logf" | sed 's/^/    /' >&2
-            FAILED+=("$group/${NAMES[i]}")
-        fi
-    done
-    NAMES=() PREPS=() CMDS=() CHECKS=()
-    if ((${#args[@]} == 0)); then warn "nothing to run for $group"; return; fi
-    log "$group ($runs runs each)"
-    if ! hyperfine --runs "$runs" --style basic \
-        --export-json "$RESULTS/$group.json" --export-markdown "$RESULTS/$group.md" \
-        "${args[@]}"; then
-        warn "hyperfine failed on $group"
-        FAILED+=("$group/hyperfine")
-    fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib/hyperfine.sh"   # add, run_group
 
 # wipe_wal CONF REPO_DIR SPOOL: shell text removing the objects wal-push stored (not config,
 # keys or the cluster record, and not the directories, which exist in steady state as

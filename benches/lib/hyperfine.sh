@@ -1,0 +1,38 @@
+# Sourced by the whole-command benchmark scripts (compare.sh, s3.sh, wal.sh): the hyperfine
+# driver they share. Needs from the caller: log and warn functions, LOGS and RESULTS
+# directories, and a FAILED array.
+#
+# The caller fills a group with `add NAME PREPARE COMMAND [CHECK]` (PREPARE "" for none,
+# CHECK "" to just run the command), then `run_group STEM RUNS`. Each command runs once
+# first, unmeasured: its prepare command, then its check (or the command itself). Those
+# that fail are left out (named in FAILED, their log's tail on stderr); the rest go to one
+# hyperfine invocation, exported to RESULTS/STEM.json and RESULTS/STEM.md.
+
+NAMES=() PREPS=() CMDS=() CHECKS=()
+add() { NAMES+=("$1"); PREPS+=("$2"); CMDS+=("$3"); CHECKS+=("${4:-}"); }
+
+run_group() {   # run_group STEM RUNS
+    local stem=$1 runs=$2 i args=() logf
+    for i in "${!NAMES[@]}"; do
+        logf="$LOGS/$stem-${NAMES[i]//[ \/]/_}.log"
+        {
+            echo "+ ${PREPS[i]:-true}"; echo "+ ${CHECKS[i]:-${CMDS[i]}}"
+        } >"$logf"
+        if sh -c "${PREPS[i]:-true}" >>"$logf" 2>&1 && sh -c "${CHECKS[i]:-${CMDS[i]} >/dev/null}" >>"$logf" 2>&1; then
+            args+=(--prepare "${PREPS[i]:-true}" -n "${NAMES[i]}" "${CMDS[i]}")
+        else
+            warn "'${NAMES[i]}' failed, left out of $stem; see $logf:"
+            tail -5 "$logf" | sed 's/^/    /' >&2
+            FAILED+=("$stem/${NAMES[i]}")
+        fi
+    done
+    NAMES=() PREPS=() CMDS=() CHECKS=()
+    if ((${#args[@]} == 0)); then warn "nothing to run for $stem"; return; fi
+    log "$stem ($runs runs each)"
+    if ! hyperfine --runs "$runs" --style basic \
+        --export-json "$RESULTS/$stem.json" --export-markdown "$RESULTS/$stem.md" \
+        "${args[@]}"; then
+        warn "hyperfine failed on $stem"
+        FAILED+=("$stem/hyperfine")
+    fi
+}
