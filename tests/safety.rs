@@ -199,32 +199,11 @@ fn concurrent_writers_all_succeed_and_all_restore(backend: Backend) {
 #[test]
 fn keys_can_be_added_listed_and_removed_but_never_all() {
     let repo = TestRepo::new();
-    let out = repo
-        .cmd(&["key", "add"])
-        .env("STOWAGE_NEW_PASSWORD", "second secret")
-        .output()
-        .unwrap();
-    common::assert_success(&out, &["key add"]);
+    repo.add_key("second secret");
     let keys = repo.json(&["key", "list"]);
     assert_eq!(keys.as_array().unwrap().len(), 2);
-    let other = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["current"] == false)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let current = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["current"] == true)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let other = repo.key_id(false);
+    let current = repo.key_id(true);
     // The new passphrase opens the repository.
     let out = repo
         .cmd(&["snapshots"])

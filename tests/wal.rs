@@ -607,12 +607,7 @@ fn key_cache_is_retired_by_key_remove() {
             .output()
             .unwrap()
     };
-    let out = repo
-        .cmd(&["key", "add"])
-        .env("STOWAGE_NEW_PASSWORD", "second secret")
-        .output()
-        .unwrap();
-    assert_success(&out, &["key add"]);
+    repo.add_key("second secret");
     assert_success(&run(common::PASSWORD, &["wal-show"]), &["wal-show"]);
     let entries: Vec<PathBuf> = std::fs::read_dir(cache.join("keys"))
         .unwrap()
@@ -624,16 +619,7 @@ fn key_cache_is_retired_by_key_remove() {
         &run(common::PASSWORD, &["wal-show"]),
         &["wal-show, damaged"],
     );
-    let keys = repo.json(&["key", "list"]);
-    let first = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["current"] == true)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = repo.key_id(true);
     let out = run("second secret", &["key", "remove", &first]);
     assert_success(&out, &["key remove"]);
     let out = run(common::PASSWORD, &["wal-show"]);

@@ -220,6 +220,29 @@ impl TestRepo {
         out.stdout
     }
 
+    /// Adds a passphrase (a second key file).
+    pub fn add_key(&self, passphrase: &str) {
+        let out = self
+            .cmd(&["key", "add"])
+            .env("STOWAGE_NEW_PASSWORD", passphrase)
+            .output()
+            .unwrap();
+        assert_success(&out, &["key add"]);
+    }
+
+    /// The id of the key file in use (`current`) or of another one, from `key list`.
+    pub fn key_id(&self, current: bool) -> String {
+        let keys = self.json(&["key", "list"]);
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["current"] == current)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Every object file under a repository directory (e.g. `data`), sorted.
     pub fn objects(&self, under: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
