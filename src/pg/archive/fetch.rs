@@ -74,16 +74,16 @@ where
             // "Not archived" ends recovery; say it only when this is the right archive.
             // A mistyped cluster name would otherwise promote the server at the first
             // segment it asks for.
-            let record = repo.read_cluster(cluster).await?;
-            return Err(match (record, control_id) {
+            let recorded = super::cluster_id(&repo, cluster, spool).await?;
+            return Err(match (recorded, control_id) {
                 (None, _) => ArchiveError::NoSuchCluster {
                     cluster: cluster.to_string(),
                     location: repo.location(),
                 },
-                (Some(r), Some(id)) if r.system_identifier != id => ArchiveError::OtherSystem {
+                (Some(expected), Some(found)) if expected != found => ArchiveError::OtherSystem {
                     cluster: cluster.to_string(),
-                    expected: r.system_identifier,
-                    found: id,
+                    expected,
+                    found,
                 },
                 (Some(_), _) => ArchiveError::NotArchived {
                     name: name.to_string(),

@@ -22,7 +22,8 @@ pub mod window;
 use std::path::PathBuf;
 
 use crate::pg::wal::WalError;
-use crate::repo::RepoError;
+use crate::repo::{RepoError, Repository};
+use spool::Spool;
 
 /// Why an archive command failed. Each variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -85,4 +86,29 @@ impl ArchiveError {
     pub fn is_not_archived(&self) -> bool {
         matches!(self, ArchiveError::NotArchived { .. })
     }
+}
+
+/// The system identifier `repo` records for `cluster`, if any. The record is write-once,
+/// so a copy in the spool (keyed by the repository's id) saves a read per call: per
+/// segment pushed, and per "not archived" answer during recovery.
+///
+/// # Errors
+/// Store errors and an unreadable record.
+pub async fn cluster_id(
+    repo: &Repository,
+    cluster: &str,
+    spool: Option<&Spool>,
+) -> Result<Option<u64>, ArchiveError> {
+    let repo_id = repo.config().id.to_string();
+    if let Some(id) = spool.and_then(|s| s.cluster_id(&repo_id)) {
+        return Ok(Some(id));
+    }
+    let id = repo
+        .read_cluster(cluster)
+        .await?
+        .map(|r| r.system_identifier);
+    if let (Some(id), Some(spool)) = (id, spool) {
+        spool.set_cluster_id(&repo_id, id);
+    }
+    Ok(id)
 }

@@ -86,22 +86,7 @@ where
         let (raw, repo) = futures::join!(read(path), open());
         (raw?, repo.map_err(ArchiveError::Open)?)
     };
-    // The record is write-once, so a copy in the spool saves a read per call.
-    let repo_id = repo.config().id.to_string();
-    let cached = options.spool.as_ref().and_then(|s| s.cluster_id(&repo_id));
-    let cluster_id = match cached {
-        Some(id) => Some(id),
-        None => {
-            let id = repo
-                .read_cluster(&options.cluster)
-                .await?
-                .map(|r| r.system_identifier);
-            if let (Some(id), Some(spool)) = (id, &options.spool) {
-                spool.set_cluster_id(&repo_id, id);
-            }
-            id
-        }
-    };
+    let cluster_id = super::cluster_id(&repo, &options.cluster, options.spool.as_ref()).await?;
     // The very first push binds the cluster name; it goes alone.
     let ahead = match (spool, cluster_id) {
         (Some(spool), Some(_)) => ready_ahead(path, &name, options.parallel - 1, spool),
