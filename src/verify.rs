@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
-use crate::repo::blob::open_blob_in_place;
+use crate::repo::blob::{open_blob_in_place, open_group, BlobError, BlobKind, OpenedGroup};
 use crate::repo::id::{content_hash, BlobId, PackId, SnapshotId};
 use crate::repo::index::IndexPack;
 use crate::repo::master_index::MasterIndex;
@@ -330,14 +330,34 @@ async fn check_pack(
             }
             Err(e) => push(None, format!("pack trailer: {e}")),
         }
+        // Members of one group share its bytes: open each group once (decrypting in
+        // place would spoil it for the next member), then check every member.
+        let mut groups: HashMap<(u32, u32), Result<OpenedGroup, String>> = HashMap::new();
+        let chain = |err: BlobError| ErrorChain(&err).to_string();
         for e in &pack.entries {
             let start = e.offset as usize;
             let Some(sealed) = bytes.get_mut(start..start + e.sealed_len as usize) else {
                 push(Some(e.id), "blob lies outside the pack".into());
                 continue;
             };
-            if let Err(err) = open_blob_in_place(&keys, e.kind, &e.id, sealed, e.raw_len as usize) {
-                push(Some(e.id), format!("{}", ErrorChain(&err)));
+            let opened = if e.kind == BlobKind::Grouped {
+                let group = groups
+                    .entry((e.offset, e.sealed_len))
+                    .or_insert_with(|| open_group(&keys, &e.id, sealed).map_err(chain));
+                match group {
+                    Ok(group) => group
+                        .member(&keys, &e.id, e.raw_len as usize)
+                        .map(drop)
+                        .map_err(chain),
+                    Err(message) => Err(message.clone()),
+                }
+            } else {
+                open_blob_in_place(&keys, e.kind, &e.id, sealed, e.raw_len as usize)
+                    .map(drop)
+                    .map_err(chain)
+            };
+            if let Err(message) = opened {
+                push(Some(e.id), message);
             }
         }
         problems

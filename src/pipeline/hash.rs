@@ -9,15 +9,20 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::repo::blob::BlobKind;
+use crate::repo::blob::{BlobKind, MAX_GROUP_MEMBERS};
 use crate::repo::crypto::Keys;
 use crate::repo::id::BlobId;
 use crate::repo::master_index::MasterIndex;
 
 use super::seal::NewBlob;
+
+/// New pages of one stream gathered into a group before sealing: 32 PostgreSQL pages.
+/// Compressed together they come close to whole-file compression; a restore that needs
+/// one of them decompresses at most this much.
+pub const GROUP_BYTES: usize = 256 * 1024;
 
 /// One stream's content as stored: its blobs in order and its length.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +35,10 @@ pub struct StreamContent {
 pub enum HashJob {
     /// The next chunk of the current stream.
     Chunk(Bytes),
+    /// The next run of pages of the current stream: each `page` bytes is a blob of its
+    /// own (the last may be shorter); the new ones of the stream are sealed together in
+    /// groups of [`GROUP_BYTES`].
+    Pages { data: Bytes, page: usize },
     /// The current stream ended: reply with its content and start a new one.
     EndStream(Sender<StreamContent>),
     /// A whole blob whose id the sender computed already (trees are small and their id
@@ -57,16 +66,57 @@ struct Dedup {
 }
 
 impl Dedup {
-    /// Forwards a blob not stored before; false when the sealers have gone away.
-    fn offer(&mut self, kind: BlobKind, id: BlobId, data: Bytes) -> bool {
+    /// Counts a blob and claims it for this run; false when it is stored already.
+    fn is_new(&mut self, id: BlobId, len: usize) -> bool {
         self.stats.blobs += 1;
         if self.index.contains(&id) || !self.seen.insert(id) {
-            return true;
+            return false;
         }
         self.stats.blobs_new += 1;
-        self.stats.bytes_new += data.len() as u64;
-        self.output.send(NewBlob { kind, id, data }).is_ok()
+        self.stats.bytes_new += len as u64;
+        true
     }
+
+    /// Forwards a blob not stored before; false when the sealers have gone away.
+    fn offer(&mut self, kind: BlobKind, id: BlobId, data: Bytes) -> bool {
+        !self.is_new(id, data.len()) || self.output.send(NewBlob::One { kind, id, data }).is_ok()
+    }
+
+    /// Forwards the pages gathered so far, together when there are several.
+    fn flush_pages(&mut self, group: &mut PageGroup) -> bool {
+        let mut members = std::mem::take(&mut group.members);
+        let data = std::mem::take(&mut group.data).freeze();
+        let blob = match members.len() {
+            0 => return true,
+            1 => NewBlob::One {
+                kind: BlobKind::Data,
+                id: members[0].0,
+                data,
+            },
+            _ => {
+                let mut at = 0;
+                NewBlob::Group(
+                    members
+                        .drain(..)
+                        .map(|(id, len)| {
+                            at += len;
+                            (id, data.slice(at - len..at))
+                        })
+                        .collect(),
+                )
+            }
+        };
+        self.output.send(blob).is_ok()
+    }
+}
+
+/// New pages of the current stream waiting to be sealed together. They are copied out
+/// of the read buffers: a stream with one changed page in every few MiB would otherwise
+/// pin a whole read buffer per page and starve the reader.
+#[derive(Default)]
+struct PageGroup {
+    members: Vec<(BlobId, usize)>,
+    data: BytesMut,
 }
 
 /// Runs until `input` closes or the sealers stop; returns the counts.
@@ -83,6 +133,7 @@ pub fn run_hasher(
         output,
     };
     let mut current = StreamContent::default();
+    let mut group = PageGroup::default();
     for job in input {
         let alive = match job {
             HashJob::Chunk(data) => {
@@ -91,7 +142,29 @@ pub fn run_hasher(
                 current.blobs.push(id);
                 dedup.offer(BlobKind::Data, id, data)
             }
+            HashJob::Pages { data, page } => {
+                let mut alive = true;
+                for start in (0..data.len()).step_by(page.max(1)) {
+                    let piece = &data[start..data.len().min(start + page)];
+                    let id = keys.blob_id(piece);
+                    current.size += piece.len() as u64;
+                    current.blobs.push(id);
+                    if dedup.is_new(id, piece.len()) {
+                        group.members.push((id, piece.len()));
+                        group.data.extend_from_slice(piece);
+                        if group.data.len() >= GROUP_BYTES
+                            || group.members.len() >= MAX_GROUP_MEMBERS
+                        {
+                            alive &= dedup.flush_pages(&mut group);
+                        }
+                    }
+                }
+                alive
+            }
             HashJob::EndStream(reply) => {
+                if !dedup.flush_pages(&mut group) {
+                    break;
+                }
                 // A dropped reply only means the source gave up waiting.
                 let _ = reply.send(std::mem::take(&mut current));
                 true

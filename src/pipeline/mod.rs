@@ -28,7 +28,7 @@ pub use budget::Budget;
 pub use buffers::ReadBuffers;
 pub use hash::StreamContent;
 pub use read::{ChunkReader, DEFAULT_BUFFER_BYTES};
-pub use session::{BackupSession, PendingContent, Progress};
+pub use session::{BackupSession, PendingContent, Progress, PAGE_RUN_BYTES};
 
 use crate::repo::RepoError;
 
@@ -81,4 +81,7 @@ pub enum PipelineError {
     Stage(String),
     #[error("the pipeline stopped before the backup finished")]
     Stopped,
+    /// The source's own failure (a database refusing the backup, say).
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync>),
 }

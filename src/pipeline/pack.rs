@@ -12,7 +12,7 @@ use crate::repo::crypto::Keys;
 use crate::repo::id::{content_hash, PackId};
 use crate::repo::pack::{PackBuilder, PackEntry};
 
-use super::seal::SealedBlob;
+use super::seal::{SealedBlob, SealedContent};
 
 /// A finished pack on its way to the store.
 pub struct FinishedPack {
@@ -38,9 +38,10 @@ pub fn run_packer(
         }
     };
     for blob in input {
+        let entries = blob.content.entries();
         let full = !builder.is_empty()
             && (builder.len() + blob.sealed.len() > target_bytes
-                || !builder.fits(blob.sealed.len()));
+                || !builder.fits(blob.sealed.len(), entries));
         if full {
             let done = std::mem::replace(
                 &mut builder,
@@ -50,7 +51,12 @@ pub fn run_packer(
                 return;
             }
         }
-        builder.add(blob.kind, blob.id, blob.raw_len, &blob.sealed);
+        match &blob.content {
+            SealedContent::One { kind, id, raw_len } => {
+                builder.add(*kind, *id, *raw_len, &blob.sealed)
+            }
+            SealedContent::Group(members) => builder.add_group(members, &blob.sealed),
+        }
     }
     if !builder.is_empty() {
         let _ = output.blocking_send(finish(builder));

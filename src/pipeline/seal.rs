@@ -1,8 +1,8 @@
 //! Compress and encrypt: the CPU stage, on a fixed pool of OS threads.
 //!
 //! Each worker owns one zstd context (reused for every blob) and reads [`NewBlob`]s from a
-//! bounded crossbeam channel; it drops the chunk (returning its read budget) as soon as
-//! the sealed copy exists, then hands the sealed blob to the packer.
+//! bounded crossbeam channel; it drops the chunks (returning their read budget) as soon as
+//! the sealed copy exists, then hands the sealed blob or group to the packer.
 
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
@@ -11,19 +11,42 @@ use crate::repo::blob::{BlobKind, Sealer};
 use crate::repo::crypto::Keys;
 use crate::repo::id::BlobId;
 
-/// A blob seen for the first time in this run, on its way to be sealed.
-pub struct NewBlob {
-    pub kind: BlobKind,
-    pub id: BlobId,
-    pub data: Bytes,
+/// Blobs seen for the first time in this run, on their way to be sealed.
+pub enum NewBlob {
+    /// One blob, sealed alone.
+    One {
+        kind: BlobKind,
+        id: BlobId,
+        data: Bytes,
+    },
+    /// Neighbouring data blobs (pages of one file), sealed as one group.
+    Group(Vec<(BlobId, Bytes)>),
 }
 
-/// A sealed blob, ready for a pack.
+/// A sealed blob or group, ready for a pack.
 pub struct SealedBlob {
-    pub kind: BlobKind,
-    pub id: BlobId,
-    pub raw_len: u32,
     pub sealed: Vec<u8>,
+    pub content: SealedContent,
+}
+
+/// What a sealed unit holds, as its pack entries will list it.
+pub enum SealedContent {
+    One {
+        kind: BlobKind,
+        id: BlobId,
+        raw_len: u32,
+    },
+    Group(Vec<(BlobId, u32)>),
+}
+
+impl SealedContent {
+    /// Pack entries this unit takes.
+    pub fn entries(&self) -> usize {
+        match self {
+            SealedContent::One { .. } => 1,
+            SealedContent::Group(members) => members.len(),
+        }
+    }
 }
 
 /// Starts `workers` sealing threads. They stop when `input` is closed and drained, or
@@ -47,14 +70,26 @@ pub fn spawn_sealers(
                 .name(format!("stowage-seal-{n}"))
                 .spawn(move || {
                     for blob in input {
-                        let sealed = sealer.seal(blob.kind, &blob.id, &blob.data);
-                        let raw_len = blob.data.len() as u32;
-                        drop(blob.data);
-                        let out = SealedBlob {
-                            kind: blob.kind,
-                            id: blob.id,
-                            raw_len,
-                            sealed,
+                        // The chunks are dropped (their read budget returned) as soon as
+                        // the sealed copy exists.
+                        let out = match blob {
+                            NewBlob::One { kind, id, data } => SealedBlob {
+                                sealed: sealer.seal(kind, &id, &data),
+                                content: SealedContent::One {
+                                    kind,
+                                    id,
+                                    raw_len: data.len() as u32,
+                                },
+                            },
+                            NewBlob::Group(members) => SealedBlob {
+                                sealed: sealer.seal_group(&members),
+                                content: SealedContent::Group(
+                                    members
+                                        .iter()
+                                        .map(|(id, data)| (*id, data.len() as u32))
+                                        .collect(),
+                                ),
+                            },
                         };
                         if output.send(out).is_err() {
                             return;

@@ -36,9 +36,12 @@ use super::hash::{run_hasher, HashJob, HashStats, StreamContent};
 use super::pack::run_packer;
 use super::read::ChunkReader;
 use super::seal::spawn_sealers;
-use super::split::{FastCdc, Splitter};
+use super::split::{FastCdc, Fixed, Splitter};
 use super::upload::{run_uploader, UploadOutcome};
 use super::{PipelineError, Settings};
+
+/// Bytes of pages handed to the hasher at once (a read-side batch, not a storage unit).
+pub const PAGE_RUN_BYTES: usize = 256 * 1024;
 
 /// Live counters for progress display (read from another thread).
 #[derive(Debug, Default)]
@@ -149,6 +152,38 @@ impl BackupSession {
         size_hint: Option<u64>,
         what: &str,
     ) -> Result<PendingContent, PipelineError> {
+        self.add_chunks(reader, splitter, size_hint, what, HashJob::Chunk)
+    }
+
+    /// Reads a page-structured file (PostgreSQL relation files, SQLite databases): every
+    /// `page` bytes is one blob, so tomorrow's backup stores only the pages that changed,
+    /// and the new pages of the file are compressed together in groups.
+    ///
+    /// # Errors
+    /// As [`BackupSession::add_stream`].
+    pub fn add_pages<R: Read>(
+        &mut self,
+        reader: R,
+        page: usize,
+        size_hint: Option<u64>,
+        what: &str,
+    ) -> Result<PendingContent, PipelineError> {
+        let page = page.clamp(1, PAGE_RUN_BYTES);
+        let mut runs = Fixed::new(PAGE_RUN_BYTES / page * page);
+        self.add_chunks(reader, &mut runs, size_hint, what, |data| HashJob::Pages {
+            data,
+            page,
+        })
+    }
+
+    fn add_chunks<R: Read>(
+        &mut self,
+        reader: R,
+        splitter: &mut dyn Splitter,
+        size_hint: Option<u64>,
+        what: &str,
+        job: impl Fn(Bytes) -> HashJob,
+    ) -> Result<PendingContent, PipelineError> {
         let buffers = self.buffers.clone();
         let mut chunks = ChunkReader::new(reader, splitter, &buffers, size_hint);
         let mut reported = 0;
@@ -168,7 +203,7 @@ impl BackupSession {
                 .bytes_read
                 .fetch_add(read - reported, Ordering::Relaxed);
             reported = read;
-            self.send(HashJob::Chunk(chunk))?;
+            self.send(job(chunk))?;
         }
         self.bytes_read += chunks.bytes_read();
         let (reply, pending) = crossbeam_channel::bounded(1);

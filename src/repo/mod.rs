@@ -28,6 +28,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+use blob::BlobKind;
+
 use crate::store::{ObjectKey, ObjectStore, PutMode, StoreError};
 use blob::BlobError;
 use config::{ChunkerParams, Config, DEFAULT_PACK_TARGET_BYTES, FORMAT_VERSION};
@@ -49,6 +51,82 @@ pub struct SealedBlob {
     pub id: BlobId,
     pub loc: BlobLocation,
     pub sealed: Bytes,
+}
+
+impl SealedBlob {
+    /// Whether `other` is a member of the same stored group as `self` (same pack, offset
+    /// and sealed length).
+    pub fn same_group(&self, other: &SealedBlob) -> bool {
+        self.loc.kind == BlobKind::Grouped
+            && other.loc.kind == BlobKind::Grouped
+            && self.loc.pack == other.loc.pack
+            && self.loc.offset == other.loc.offset
+            && self.loc.sealed_len == other.loc.sealed_len
+    }
+}
+
+/// Groups opened lately, so that a file whose pages alternate between the groups of
+/// several backups (an old page, a changed one, an old one…) decrypts and decompresses
+/// each group once rather than once per page.
+#[derive(Debug, Default)]
+pub struct GroupCache {
+    recent: std::sync::Mutex<std::collections::VecDeque<(GroupAt, Arc<blob::OpenedGroup>)>>,
+}
+
+/// Where a group lies: pack, offset and sealed length (all three name it, §7).
+type GroupAt = (PackId, u32, u32);
+
+impl GroupCache {
+    /// Groups kept: at most 16 × 256 KiB of plaintext with the sizes stowage writes.
+    const KEEP: usize = 16;
+
+    fn get(&self, at: GroupAt) -> Option<Arc<blob::OpenedGroup>> {
+        let recent = self.recent.lock().ok()?;
+        recent
+            .iter()
+            .find(|(k, _)| *k == at)
+            .map(|(_, g)| g.clone())
+    }
+
+    fn put(&self, at: GroupAt, group: Arc<blob::OpenedGroup>) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() >= Self::KEEP {
+                recent.pop_front();
+            }
+            recent.push_back((at, group));
+        }
+    }
+}
+
+/// Opens one blob, or the members of one group with a single opening of the group.
+fn open_unit(
+    keys: &Keys,
+    unit: Vec<SealedBlob>,
+    groups: &GroupCache,
+) -> Result<Vec<Bytes>, blob::BlobError> {
+    match unit.as_slice() {
+        [first, ..] if first.loc.kind == BlobKind::Grouped => {
+            let at = (first.loc.pack, first.loc.offset, first.loc.sealed_len);
+            let group = match groups.get(at) {
+                Some(group) => group,
+                None => {
+                    let mut sealed = bytes::BytesMut::from(first.sealed.as_ref());
+                    let group = Arc::new(blob::open_group(keys, &first.id, &mut sealed)?);
+                    groups.put(at, group.clone());
+                    group
+                }
+            };
+            unit.iter()
+                .map(|b| group.member(keys, &b.id, b.loc.raw_len as usize))
+                .collect()
+        }
+        _ => unit
+            .into_iter()
+            .map(|b| {
+                blob::open_blob_bytes(keys, b.loc.kind, &b.id, b.sealed, b.loc.raw_len as usize)
+            })
+            .collect(),
+    }
 }
 
 /// Errors reading or writing a repository. Each names the object at fault.
@@ -492,20 +570,27 @@ impl Repository {
             .collect())
     }
 
-    /// Opens a blob fetched by [`Repository::fetch_blob_run`] on a blocking thread,
-    /// proving its content matches its id.
+    /// Opens blobs fetched by [`Repository::fetch_blob_run`] on a blocking thread,
+    /// proving each content matches its id. `unit` is one blob, or members of one group
+    /// (same pack and offset, see [`SealedBlob::same_group`]), which are opened together:
+    /// one decryption and decompression for all of them.
     ///
     /// # Errors
     /// [`RepoError::Blob`] naming the pack.
-    pub async fn open_sealed(&self, blob: SealedBlob) -> Result<Bytes, RepoError> {
+    pub async fn open_sealed(
+        &self,
+        unit: Vec<SealedBlob>,
+        groups: &Arc<GroupCache>,
+    ) -> Result<Vec<Bytes>, RepoError> {
         let keys = self.keys.clone();
-        let key = layout::pack(&blob.loc.pack);
-        let SealedBlob { id, loc, sealed } = blob;
-        let opened = tokio::task::spawn_blocking(move || {
-            blob::open_blob_bytes(&keys, loc.kind, &id, sealed, loc.raw_len as usize)
-        })
-        .await
-        .map_err(|e| corrupt(key.clone(), e))?;
+        let Some(first) = unit.first() else {
+            return Ok(Vec::new());
+        };
+        let key = layout::pack(&first.loc.pack);
+        let groups = groups.clone();
+        let opened = tokio::task::spawn_blocking(move || open_unit(&keys, unit, &groups))
+            .await
+            .map_err(|e| corrupt(key.clone(), e))?;
         opened.map_err(|source| RepoError::Blob { pack: key, source })
     }
 

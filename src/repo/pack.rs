@@ -208,9 +208,10 @@ impl PackBuilder {
         self.buf.len()
     }
 
-    /// Whether `sealed_len` more bytes still fit under the format's 4 GiB limit.
-    pub fn fits(&self, sealed_len: usize) -> bool {
-        let trailer = (self.entries.len() + 1) * ENTRY_LEN + 64;
+    /// Whether `sealed_len` more bytes, listed by `entries` entries, still fit under the
+    /// format's 4 GiB limit.
+    pub fn fits(&self, sealed_len: usize, entries: usize) -> bool {
+        let trailer = (self.entries.len() + entries) * ENTRY_LEN + 64;
         (self.buf.len() + sealed_len + trailer) as u64 <= MAX_PACK_LEN
     }
 
@@ -222,6 +223,20 @@ impl PackBuilder {
             sealed_len: sealed.len() as u32,
             raw_len,
         });
+        self.buf.extend_from_slice(sealed);
+    }
+
+    /// Adds a sealed group: one entry per member, all naming the group's bytes.
+    pub fn add_group(&mut self, members: &[(BlobId, u32)], sealed: &[u8]) {
+        let offset = self.buf.len() as u32;
+        self.entries
+            .extend(members.iter().map(|&(id, raw_len)| PackEntry {
+                kind: BlobKind::Grouped,
+                id,
+                offset,
+                sealed_len: sealed.len() as u32,
+                raw_len,
+            }));
         self.buf.extend_from_slice(sealed);
     }
 

@@ -23,6 +23,7 @@ pub use write::RestoreStats;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -30,7 +31,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use crate::repo::id::{BlobId, SnapshotId};
 use crate::repo::master_index::MasterIndex;
 use crate::repo::tree::NodeKind;
-use crate::repo::{RepoError, Repository, SealedBlob};
+use crate::repo::{GroupCache, RepoError, Repository, SealedBlob};
 use write::{Op, Writer};
 
 /// Runs of blobs (see [`runs`]) fetched and opened at once.
@@ -117,35 +118,54 @@ fn ordered<'a, T: Send + 'a>(
     jobs: impl IntoIterator<Item = Job<T>>,
     parallel: usize,
 ) -> impl futures::Stream<Item = Result<Done<T>, RepoError>> + 'a {
-    /// A job whose run was fetched: the blob still sealed.
+    /// A job whose run was fetched: one blob still sealed, or members of one group
+    /// (opened together).
     enum Fetched<T> {
         Pass(T),
-        Sealed(SealedBlob),
+        Sealed(Vec<SealedBlob>),
     }
+    let groups = Arc::new(GroupCache::default());
     stream::iter(runs(index, jobs, blob_of))
         .map(move |run| async move {
             let ids: Vec<BlobId> = run.iter().filter_map(blob_of).collect();
             let mut sealed = repo.fetch_blob_run(index, &ids).await?.into_iter();
-            run.into_iter()
-                .map(|job| match job {
-                    Job::Pass(item) => Ok(Fetched::Pass(item)),
-                    Job::Blob(id) => sealed
-                        .next()
-                        .map(Fetched::Sealed)
-                        .ok_or(RepoError::BlobNotIndexed { blob: id }),
-                })
-                .collect::<Result<Vec<Fetched<T>>, RepoError>>()
+            let mut fetched: Vec<Fetched<T>> = Vec::with_capacity(run.len());
+            for job in run {
+                match job {
+                    Job::Pass(item) => fetched.push(Fetched::Pass(item)),
+                    Job::Blob(id) => {
+                        let blob = sealed
+                            .next()
+                            .ok_or(RepoError::BlobNotIndexed { blob: id })?;
+                        match fetched.last_mut() {
+                            Some(Fetched::Sealed(unit)) if unit[0].same_group(&blob) => {
+                                unit.push(blob)
+                            }
+                            _ => fetched.push(Fetched::Sealed(vec![blob])),
+                        }
+                    }
+                }
+            }
+            Ok::<_, RepoError>(fetched)
         })
         .buffered(fetch_parallel(parallel))
         .map_ok(|fetched| stream::iter(fetched.into_iter().map(Ok)))
         .try_flatten()
-        .map_ok(move |fetched| async move {
-            match fetched {
-                Fetched::Pass(item) => Ok(Done::Pass(item)),
-                Fetched::Sealed(sealed) => repo.open_sealed(sealed).await.map(Done::Data),
+        .map_ok(move |fetched| {
+            let groups = groups.clone();
+            async move {
+                match fetched {
+                    Fetched::Pass(item) => Ok(vec![Done::Pass(item)]),
+                    Fetched::Sealed(unit) => repo
+                        .open_sealed(unit, &groups)
+                        .await
+                        .map(|data| data.into_iter().map(Done::Data).collect()),
+                }
             }
         })
         .try_buffered(parallel.max(1))
+        .map_ok(|done: Vec<Done<T>>| stream::iter(done.into_iter().map(Ok)))
+        .try_flatten()
 }
 
 /// Streams the blobs of `ids` in order (see [`ordered`]).

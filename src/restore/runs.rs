@@ -51,8 +51,9 @@ pub fn runs<T>(
         let extends = match open {
             Some((pack, start, last_end, raw_total)) => {
                 pack == loc.pack
-                    && offset >= last_end
-                    && offset - last_end <= MAX_GAP
+                    // The next blob, or another member of the group just read.
+                    && (offset >= last_end || (offset >= start && end == last_end))
+                    && offset.saturating_sub(last_end) <= MAX_GAP
                     && end - start <= MAX_RUN_SEALED
                     && raw_total + raw <= MAX_RUN_RAW
                     && current.len() < MAX_RUN_ITEMS

@@ -261,7 +261,44 @@ pub fn sealed(data: &[u8]) {
         BlobKind::Data
     };
     assert!(open_blob(other, &id, &stored, data.len()).is_err());
+    group(keys, data);
     wal_object(keys, data);
+}
+
+/// Groups (`formats/REPOSITORY.md` §7): the input as a sealed group and as a group's
+/// plaintext behind the right AAD (so the member table parser sees fuzzer bytes), and
+/// `seal_group` of the input cut into members round trips, member by member.
+fn group(keys: &Keys, data: &[u8]) {
+    let asked = BlobId([1; ID_LEN]);
+    let mut raw = data.to_vec();
+    let _ = blob::open_group(keys, &asked, &mut raw);
+    let mut envelope = keys.cipher().seal(data, b"stowage group");
+    match blob::open_group(keys, &asked, &mut envelope) {
+        Err(BlobError::Auth { .. }) => {
+            panic!("a group sealed with AAD \"stowage group\" was refused")
+        }
+        Ok(group) => {
+            for id in group.ids().copied().collect::<Vec<_>>() {
+                let _ = group.member(keys, &id, 8192);
+            }
+        }
+        Err(_) => {}
+    }
+    let members: Vec<(BlobId, &[u8])> = data
+        .chunks(1 + data.len() / 4)
+        .map(|c| (keys.blob_id(c), c))
+        .collect();
+    if members.is_empty() {
+        return;
+    }
+    let mut sealed = SEALER.with(|s| s.borrow_mut().seal_group(&members));
+    let opened = blob::open_group(keys, &members[0].0, &mut sealed).expect("own group opens");
+    for (id, bytes) in &members {
+        let member = opened
+            .member(keys, id, bytes.len())
+            .expect("own member opens");
+        assert_eq!(member, *bytes);
+    }
 }
 
 /// WAL objects (`formats/REPOSITORY.md` §21): `open_wal` on the raw input and on the
