@@ -50,7 +50,7 @@ pub fn run_backup(
     let index = Arc::new(runtime.block_on(repo.load_index())?);
     let mut session = BackupSession::start(repo, index, settings, runtime.clone())?;
     on_start(session.progress());
-    let outcome = source.run(&mut session)?;
+    let mut outcome = source.run(&mut session)?;
     let pipeline_stats = session.finish()?;
     let mut stats = outcome.report.stats;
     stats.bytes_read = pipeline_stats.bytes_read;
@@ -70,7 +70,11 @@ pub fn run_backup(
         end: chrono::Utc::now(),
         tree: outcome.tree,
         stats,
-        source: meta.source,
+        source: {
+            let mut facts = meta.source;
+            facts.append(&mut outcome.report.source);
+            facts
+        },
     };
     let id = runtime.block_on(repo.put_snapshot(&snapshot))?;
     Ok(BackupResult {

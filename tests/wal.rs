@@ -73,8 +73,8 @@ fn every_archived_segment_comes_back_byte_identical() {
     .unwrap();
     let mut cluster = Cluster::init(&world, "a", Some("stowage wal-push %p"), &[]);
     cluster.start();
-    pgbench(&cluster, &["-i", "-s", "2"]);
-    pgbench(&cluster, &["-c", "4", "-T", "3"]);
+    cluster.pgbench(&["-i", "-s", "2"]);
+    cluster.pgbench(&["-c", "4", "-T", "3"]);
     cluster.sql(
         "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 60000) g",
     );
@@ -256,22 +256,6 @@ fn replay_from_the_archive_with_prefetch() {
         "{from_spool} from spool, {from_repo} direct:\n{log}"
     );
     b.stop();
-}
-
-fn pgbench(cluster: &Cluster, args: &[&str]) {
-    let out = pg::as_owner(Path::new(pg::PG_BIN).join("pgbench"))
-        .args(["-U", "postgres", "-h"])
-        .arg(&cluster.socket_dir)
-        .args(["-p", &cluster.port.to_string()])
-        .args(args)
-        .arg("postgres")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pgbench {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// After a crash, archive recovery over the same data directory moves to timeline 2 and

@@ -48,7 +48,7 @@ pub struct ClusterArg {
 }
 
 impl ClusterArg {
-    fn resolve(&self, settings: &Resolved) -> anyhow::Result<String> {
+    pub fn resolve(&self, settings: &Resolved) -> anyhow::Result<String> {
         let name = self
             .cluster
             .clone()

@@ -9,7 +9,11 @@
 //! | module | what it is |
 //! |---|---|
 //! | [`archive`] | `wal-push`, `wal-fetch` and the archive window: the continuous archive |
+//! | [`backup`] | base backups: the server's backup API, `backup_label`, waiting for WAL |
+//! | [`tools`] | finding PostgreSQL's client programs |
 //! | [`wal`] | WAL archive files: names, segments, timeline and backup history files |
 
 pub mod archive;
+pub mod backup;
+pub mod tools;
 pub mod wal;

@@ -326,6 +326,19 @@ impl Repository {
         }
     }
 
+    /// Whether a WAL file is archived for `cluster` (without reading it).
+    ///
+    /// # Errors
+    /// Store errors other than "not found".
+    pub async fn has_wal(&self, cluster: &str, name: &WalFileName) -> Result<bool, RepoError> {
+        let key = layout::wal(cluster, name.timeline(), &name.to_string());
+        match self.store.head(&key).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Every archived WAL object of a cluster, in key order.
     ///
     /// # Errors

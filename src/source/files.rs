@@ -6,7 +6,9 @@
 //! warning; an entry that cannot be read is recorded as a warning and the run goes on
 //! (the command then exits non-zero), as restic and tar do.
 
+use std::ffi::OsString;
 use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,44 @@ pub struct FilesSource {
     paths: Vec<PathBuf>,
 }
 
+/// What a walk does with an entry it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    Yes,
+    No,
+    /// A directory kept empty (PostgreSQL's `pg_wal`, `pg_stat_tmp`, …).
+    EmptyDir,
+}
+
+/// How a walk treats a tree. The plain file walk keeps everything, cuts content where
+/// the content says, and warns about what it cannot read; a PostgreSQL data directory
+/// skips what the server's own base backup skips (`pg::base::rules`).
+pub(crate) trait WalkRules {
+    /// Whether and how to keep `path` (called `name`), a directory when `is_dir`.
+    fn keep(&self, _path: &Path, _name: &[u8], _is_dir: bool) -> Keep {
+        Keep::Yes
+    }
+
+    /// Filters and orders one directory's names (sorted by byte) for visiting; the
+    /// stored tree is sorted again, so only the reading order changes.
+    fn visit_order(&self, _dir: &Path, _names: &mut Vec<OsString>) {}
+
+    /// Page size to cut regular files into; `None` cuts by content.
+    fn page_size(&self) -> Option<usize> {
+        None
+    }
+
+    /// Whether entries vanish as a matter of course (a running database drops files):
+    /// then a vanished entry is skipped silently, and a file is read as exactly the
+    /// size it had when listed, cut short or padded with zeros.
+    fn live_files(&self) -> bool {
+        false
+    }
+}
+
+struct AllFiles;
+impl WalkRules for AllFiles {}
+
 impl FilesSource {
     pub fn new(paths: Vec<PathBuf>) -> Self {
         FilesSource { paths }
@@ -31,18 +71,20 @@ impl FilesSource {
 }
 
 /// A node whose file content may still be in the hasher's queue.
-struct Entry {
-    node: Node,
-    pending: Option<PendingContent>,
+pub(crate) struct Entry {
+    pub node: Node,
+    pub pending: Option<PendingContent>,
 }
 
-struct Walk<'a> {
-    session: &'a mut BackupSession,
+/// One walk over file trees into a backup session.
+pub(crate) struct Walk<'a> {
+    pub session: &'a mut BackupSession,
     splitter: FastCdc,
-    report: SourceReport,
+    rules: &'a dyn WalkRules,
+    pub report: SourceReport,
 }
 
-fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Node {
+pub(crate) fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Node {
     let (name, name_hex) = text_and_hex(name.to_vec());
     Node {
         name,
@@ -63,37 +105,71 @@ fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Node {
     }
 }
 
-impl Walk<'_> {
+impl<'a> Walk<'a> {
+    pub fn new(session: &'a mut BackupSession, rules: &'a dyn WalkRules) -> Self {
+        let splitter = session.content_splitter();
+        Walk {
+            session,
+            splitter,
+            rules,
+            report: SourceReport::default(),
+        }
+    }
+
     fn warn(&mut self, message: String) {
         tracing::warn!("{message}");
         self.report.warnings.push(message);
     }
 
+    /// Records a failure to read `path`, unless vanishing is normal for this tree.
+    fn unreadable(&mut self, path: &Path, what: &str, e: std::io::Error) {
+        if self.rules.live_files() && e.kind() == std::io::ErrorKind::NotFound {
+            return;
+        }
+        self.report.stats.skipped += 1;
+        self.warn(format!("{}: cannot {what}: {e}", path.display()));
+    }
+
     /// The entry for `path` (named `name`), or `None` when it is skipped.
-    fn visit(&mut self, path: &Path, name: &[u8]) -> Result<Option<Entry>, PipelineError> {
+    pub fn visit(&mut self, path: &Path, name: &[u8]) -> Result<Option<Entry>, PipelineError> {
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) => {
-                self.report.stats.skipped += 1;
-                self.warn(format!("{}: cannot stat: {e}", path.display()));
+                self.unreadable(path, "stat", e);
                 return Ok(None);
             }
         };
         let file_type = meta.file_type();
+        let keep = self.rules.keep(path, name, file_type.is_dir());
+        if keep == Keep::No {
+            return Ok(None);
+        }
         if file_type.is_file() {
             let file = match File::open(path) {
                 Ok(file) => file,
                 Err(e) => {
-                    self.report.stats.skipped += 1;
-                    self.warn(format!("{}: cannot open: {e}", path.display()));
+                    self.unreadable(path, "open", e);
                     return Ok(None);
                 }
             };
             let node = base_node(name, &meta, NodeKind::File);
             let what = path.display().to_string();
-            let pending =
-                self.session
-                    .add_stream(file, &mut self.splitter, Some(meta.len()), &what)?;
+            let size = Some(meta.len());
+            let pending = match (self.rules.live_files(), self.rules.page_size()) {
+                (true, Some(page)) => {
+                    let exact = ExactSize::new(file, meta.len());
+                    self.session.add_pages(exact, page, size, &what)?
+                }
+                (true, None) => {
+                    let exact = ExactSize::new(file, meta.len());
+                    self.session
+                        .add_stream(exact, &mut self.splitter, size, &what)?
+                }
+                (false, Some(page)) => self.session.add_pages(file, page, size, &what)?,
+                (false, None) => self
+                    .session
+                    .add_stream(file, &mut self.splitter, size, &what)?,
+            };
             self.report.stats.files += 1;
             Ok(Some(Entry {
                 node,
@@ -101,7 +177,11 @@ impl Walk<'_> {
             }))
         } else if file_type.is_dir() {
             let mut node = base_node(name, &meta, NodeKind::Dir);
-            node.subtree = Some(self.dir(path)?);
+            node.subtree = Some(if keep == Keep::EmptyDir {
+                self.store_tree(Vec::new())?
+            } else {
+                self.dir(path)?
+            });
             self.report.stats.dirs += 1;
             Ok(Some(Entry {
                 node,
@@ -133,6 +213,12 @@ impl Walk<'_> {
     }
 
     fn dir(&mut self, path: &Path) -> Result<crate::repo::id::BlobId, PipelineError> {
+        let entries = self.dir_entries(path)?;
+        self.store_tree(entries)
+    }
+
+    /// The entries of directory `path`, its subdirectories stored, its tree not yet.
+    pub fn dir_entries(&mut self, path: &Path) -> Result<Vec<Entry>, PipelineError> {
         let mut names = Vec::new();
         match fs::read_dir(path) {
             Ok(entries) => {
@@ -149,21 +235,36 @@ impl Walk<'_> {
             }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        self.rules.visit_order(path, &mut names);
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
             if let Some(entry) = self.visit(&path.join(&name), name.as_bytes())? {
                 entries.push(entry);
             }
         }
-        self.store_tree(entries)
+        Ok(entries)
+    }
+
+    /// An entry for a file whose content is `data` (a `backup_label` made by the server).
+    pub fn bytes_entry(&mut self, node: Node, data: &[u8]) -> Result<Entry, PipelineError> {
+        let what = node.name.clone();
+        let pending =
+            self.session
+                .add_stream(data, &mut self.splitter, Some(data.len() as u64), &what)?;
+        self.report.stats.files += 1;
+        Ok(Entry {
+            node,
+            pending: Some(pending),
+        })
     }
 
     /// Resolves the entries' file contents (waiting for the hasher only here, once per
     /// directory) and stores the tree.
-    fn store_tree(
+    pub fn store_tree(
         &mut self,
-        entries: Vec<Entry>,
+        mut entries: Vec<Entry>,
     ) -> Result<crate::repo::id::BlobId, PipelineError> {
+        entries.sort_by_cached_key(|e| e.node.os_name().map(|o| o.as_bytes().to_vec()));
         let mut tree = Tree::default();
         for Entry { mut node, pending } in entries {
             if let Some(pending) = pending {
@@ -175,6 +276,43 @@ impl Walk<'_> {
         }
         self.session
             .add_blob(BlobKind::Tree, Bytes::from(tree.encode()))
+    }
+}
+
+/// A file read as exactly `len` bytes, the size it had when listed: cut short if it grew,
+/// padded with zeros if it shrank. What PostgreSQL's own base backup does; WAL replay
+/// repairs either.
+struct ExactSize<R> {
+    inner: std::io::Take<R>,
+    pad: u64,
+}
+
+impl<R: Read> ExactSize<R> {
+    fn new(inner: R, len: u64) -> Self {
+        ExactSize {
+            inner: inner.take(len),
+            pad: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for ExactSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.inner.limit() > 0 {
+            let n = self.inner.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            // Shorter than listed: the rest is zeros.
+            self.pad = self.inner.limit();
+            self.inner.set_limit(0);
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.pad).unwrap_or(usize::MAX));
+        buf[..n].fill(0);
+        self.pad -= n as u64;
+        Ok(n)
     }
 }
 
@@ -202,12 +340,7 @@ impl Source for FilesSource {
     }
 
     fn run(&mut self, session: &mut BackupSession) -> Result<SourceOutcome, PipelineError> {
-        let splitter = session.content_splitter();
-        let mut walk = Walk {
-            session,
-            splitter,
-            report: SourceReport::default(),
-        };
+        let mut walk = Walk::new(session, &AllFiles);
         let mut root: Vec<Entry> = Vec::new();
         for path in &self.paths {
             let absolute = normalize(path);
@@ -242,7 +375,6 @@ impl Source for FilesSource {
                 }
             }
         }
-        root.sort_by_key(|e| e.node.os_name().map(|o| o.as_bytes().to_vec()));
         let tree = walk.store_tree(root)?;
         Ok(SourceOutcome {
             tree,

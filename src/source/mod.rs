@@ -3,10 +3,12 @@
 //!
 //! Every source ends by naming one root tree, so every snapshot restores the same way.
 
-mod files;
+pub(crate) mod files;
+pub mod pg_base;
 mod stdin;
 
 pub use files::FilesSource;
+pub use pg_base::{PgBaseOptions, PgBaseSource};
 pub use stdin::StdinSource;
 
 use crate::pipeline::{BackupSession, PipelineError};
@@ -29,6 +31,8 @@ pub struct SourceReport {
     /// Problems that did not stop the backup (an unreadable file); the snapshot is kept
     /// but the command exits non-zero.
     pub warnings: Vec<String>,
+    /// Kind-specific facts for the snapshot's `source` object (a base backup's LSNs).
+    pub source: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A backup source.

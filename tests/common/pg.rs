@@ -309,6 +309,32 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// libpq connection string of this cluster, as the superuser.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// Runs pgbench against the `postgres` database, asserting success.
+    pub fn pgbench(&self, args: &[&str]) {
+        let out = as_owner(Path::new(PG_BIN).join("pgbench"))
+            .args(["-U", "postgres", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .arg("postgres")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbench {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Waits until the archiver has nothing left to do (no `.ready` files), up to `limit`.
     pub fn wait_archived(&self, limit: Duration) {
         let status = self.data.join("pg_wal").join("archive_status");
