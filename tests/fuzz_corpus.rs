@@ -108,6 +108,11 @@ fn replay_wal_history() {
 }
 
 #[test]
+fn replay_pg_backup_files() {
+    replay_wal("pg_backup_files");
+}
+
+#[test]
 fn every_target_has_a_replay_test_and_a_fuzz_target() {
     for (target, _) in wal_checks::TARGETS {
         let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
@@ -115,7 +120,7 @@ fn every_target_has_a_replay_test_and_a_fuzz_target() {
     }
     assert_eq!(
         wal_checks::TARGETS.len(),
-        2,
+        3,
         "add a replay_wal test for the new WAL target"
     );
     for (target, _) in checks::TARGETS {

@@ -1,4 +1,5 @@
-//! The properties the WAL fuzz targets check: `wal_segment` and `wal_history`.
+//! The properties the PostgreSQL fuzz targets check: `wal_segment`, `wal_history` and
+//! `pg_backup_files` (a base backup's `backup_label` and `backup_manifest`).
 //!
 //! Like `mod.rs` beside it, this file is compiled twice, by the fuzz targets
 //! (`fuzz/fuzz_targets/wal_*.rs`, through `#[path]`) and by the corpus replay
@@ -19,7 +20,11 @@ use stowage::pg::wal::{
 pub type Check = fn(data: &[u8]);
 
 /// The WAL targets, by the name of their corpus directory.
-pub const TARGETS: &[(&str, Check)] = &[("wal_segment", wal_segment), ("wal_history", wal_history)];
+pub const TARGETS: &[(&str, Check)] = &[
+    ("wal_segment", wal_segment),
+    ("wal_history", wal_history),
+    ("pg_backup_files", pg_backup_files),
+];
 
 /// The name inputs are checked under besides the one their own header implies.
 pub const FIXED_SEGMENT: SegmentName = SegmentName {
@@ -170,6 +175,34 @@ pub fn wal_history(data: &[u8]) {
         if let Ok(info) = check_backup_file(&segment, offset, data) {
             assert!(info.start <= info.stop);
             assert!(info.stop_timeline.is_none_or(|t| t == segment.tli));
+        }
+    }
+}
+
+/// `pg_backup_files` input: a `backup_label` (first byte even) or a `backup_manifest`
+/// (odd), after that byte. Labels come from the server; manifests from a tar stream on
+/// stdin, which may be anything.
+///
+/// 1. Neither parser panics.
+/// 2. A label's LSNs print and parse back to themselves.
+/// 3. A manifest accepts exactly its own file list, and refuses it with one file gone.
+pub fn pg_backup_files(data: &[u8]) {
+    use stowage::pg::backup::{BackupLabel, Manifest};
+    let Some((&select, rest)) = data.split_first() else {
+        return;
+    };
+    if select % 2 == 0 {
+        if let Ok(label) = BackupLabel::parse(&String::from_utf8_lossy(rest)) {
+            for lsn in [label.start_lsn, label.checkpoint_lsn] {
+                assert_eq!(lsn.to_string().parse::<Lsn>().ok(), Some(lsn));
+            }
+        }
+    } else if let Ok(manifest) = Manifest::parse(rest) {
+        assert!(manifest.check(&manifest.files).is_ok());
+        let mut fewer = manifest.files.clone();
+        if let Some(first) = fewer.keys().next().cloned() {
+            fewer.remove(&first);
+            assert!(manifest.check(&fewer).is_err());
         }
     }
 }
