@@ -3,6 +3,7 @@
 //!
 //! Every source ends by naming one root tree, so every snapshot restores the same way.
 
+pub mod child;
 mod files;
 mod stdin;
 
