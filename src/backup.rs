@@ -58,6 +58,8 @@ pub fn run_backup(
     stats.bytes_stored = pipeline_stats.bytes_stored;
     stats.blobs = pipeline_stats.blobs;
     stats.blobs_new = pipeline_stats.blobs_new;
+    let mut source_facts = meta.source;
+    source_facts.extend(outcome.report.facts);
     let snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         kind: source.kind().to_string(),
@@ -70,7 +72,7 @@ pub fn run_backup(
         end: chrono::Utc::now(),
         tree: outcome.tree,
         stats,
-        source: meta.source,
+        source: source_facts,
     };
     let id = runtime.block_on(repo.put_snapshot(&snapshot))?;
     Ok(BackupResult {

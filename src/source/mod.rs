@@ -5,9 +5,11 @@
 
 pub mod child;
 mod files;
+pub mod pg_dump;
 mod stdin;
 
 pub use files::FilesSource;
+pub use pg_dump::PgDumpSource;
 pub use stdin::StdinSource;
 
 use crate::pipeline::{BackupSession, PipelineError};
@@ -30,6 +32,9 @@ pub struct SourceReport {
     /// Problems that did not stop the backup (an unreadable file); the snapshot is kept
     /// but the command exits non-zero.
     pub warnings: Vec<String>,
+    /// Kind-specific facts learned while reading (a dump's server version), added to the
+    /// snapshot's `source` object.
+    pub facts: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A backup source.
