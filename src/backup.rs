@@ -50,7 +50,7 @@ pub fn run_backup(
     let index = Arc::new(runtime.block_on(repo.load_index())?);
     let mut session = BackupSession::start(repo, index, settings, runtime.clone())?;
     on_start(session.progress());
-    let mut outcome = source.run(&mut session)?;
+    let outcome = source.run(&mut session)?;
     let pipeline_stats = session.finish()?;
     let mut stats = outcome.report.stats;
     stats.bytes_read = pipeline_stats.bytes_read;
@@ -58,6 +58,8 @@ pub fn run_backup(
     stats.bytes_stored = pipeline_stats.bytes_stored;
     stats.blobs = pipeline_stats.blobs;
     stats.blobs_new = pipeline_stats.blobs_new;
+    let mut source_facts = meta.source;
+    source_facts.extend(outcome.report.facts);
     let snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         kind: source.kind().to_string(),
@@ -70,11 +72,7 @@ pub fn run_backup(
         end: chrono::Utc::now(),
         tree: outcome.tree,
         stats,
-        source: {
-            let mut facts = meta.source;
-            facts.append(&mut outcome.report.source);
-            facts
-        },
+        source: source_facts,
     };
     let id = runtime.block_on(repo.put_snapshot(&snapshot))?;
     Ok(BackupResult {

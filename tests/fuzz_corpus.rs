@@ -11,6 +11,8 @@
 
 #[path = "fuzz_checks/mod.rs"]
 mod checks;
+#[path = "fuzz_checks/pg_dump.rs"]
+mod pg_dump_checks;
 #[path = "fuzz_checks/wal.rs"]
 mod wal_checks;
 
@@ -107,6 +109,15 @@ fn replay_wal_history() {
     replay_wal("wal_history");
 }
 
+/// The dump header's seeds are the first bytes of real pg_dump 15 output (`-Fc -Z0`,
+/// `-Fc -Z6`, and `-Fp`, which must be refused), not built here.
+#[test]
+fn replay_pg_dump_header() {
+    let (target, check) = pg_dump_checks::TARGETS[0];
+    let n = replay(target, check);
+    assert!(n > 0, "fuzz/corpus/{target} holds no input");
+}
+
 #[test]
 fn replay_pg_backup_files() {
     replay_wal("pg_backup_files");
@@ -114,7 +125,12 @@ fn replay_pg_backup_files() {
 
 #[test]
 fn every_target_has_a_replay_test_and_a_fuzz_target() {
-    for (target, _) in wal_checks::TARGETS {
+    assert_eq!(
+        pg_dump_checks::TARGETS.len(),
+        1,
+        "add a replay test for the new dump target"
+    );
+    for (target, _) in wal_checks::TARGETS.iter().chain(pg_dump_checks::TARGETS) {
         let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         assert!(source.is_file(), "{} is missing", source.display());
     }

@@ -25,7 +25,7 @@ fn json(out: &str) -> serde_json::Value {
 }
 
 fn base_backup(world: &PgWorld, cluster: &Cluster, extra: &[&str]) -> Output {
-    let conninfo = cluster.conninfo();
+    let conninfo = cluster.connstr("postgres");
     let mut args = vec![
         "--json",
         "backup",
@@ -71,7 +71,7 @@ fn restore(world: &PgWorld, id: &str, name: &str) -> Cluster {
 fn busy_cluster(world: &PgWorld, name: &str, scale: &str) -> Cluster {
     let mut cluster = Cluster::init(world, name, Some("stowage wal-push %p"), &[]);
     cluster.start();
-    cluster.pgbench(&["-i", "-s", scale]);
+    cluster.pgbench("postgres", &["-i", "-s", scale]);
     cluster
 }
 
@@ -263,7 +263,7 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
     let mut primary = busy_cluster(&world, "primary", "1");
 
     // A role that does not exist.
-    let bad_user = primary.conninfo().replace("user=postgres", "user=nobody");
+    let bad_user = primary.connstr("postgres").replace("user=postgres", "user=nobody");
     let out = world
         .stowage(&[
             "backup",
@@ -291,7 +291,7 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
             "pg-base",
             "--fast",
             "--dbname",
-            &primary.conninfo(),
+            &primary.connstr("postgres"),
             "--pgdata",
             other.data.to_str().unwrap(),
         ])
@@ -308,7 +308,7 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
             "backup",
             "pg-base",
             "--dbname",
-            &primary.conninfo(),
+            &primary.connstr("postgres"),
             "--pgdata",
             world.root().to_str().unwrap(),
         ])
@@ -350,9 +350,9 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
         env!("CARGO_BIN_EXE_stowage")
     )]);
     primary.sql("SELECT pg_reload_conf()");
-    primary.pgbench(&["-i", "-s", "20"]);
+    primary.pgbench("postgres", &["-i", "-s", "20"]);
     let backup = {
-        let conninfo = primary.conninfo();
+        let conninfo = primary.connstr("postgres");
         world
             .stowage(&[
                 "backup",
@@ -397,7 +397,7 @@ fn from_stream_spawned_or_piped_restores() {
     }
     let world = PgWorld::new();
     let mut primary = busy_cluster(&world, "primary", "4");
-    let conninfo = primary.conninfo();
+    let conninfo = primary.connstr("postgres");
     // pg_basebackup is not on PATH here: stowage finds Debian's under /usr/lib/postgresql.
     let out = world
         .stowage(&[
@@ -513,7 +513,7 @@ fn backup_from_a_standby_waits_for_the_primarys_wal() {
     let out = pg::as_owner(Path::new(pg::PG_BIN).join("pg_basebackup"))
         .args(["-X", "stream", "-R", "--checkpoint=fast", "-D"])
         .arg(&standby_dir)
-        .args(["-d", &primary.conninfo()])
+        .args(["-d", &primary.connstr("postgres")])
         .output()
         .unwrap();
     assert!(
@@ -524,13 +524,13 @@ fn backup_from_a_standby_waits_for_the_primarys_wal() {
     let mut standby = Cluster::existing(&world, "standby", standby_dir);
     standby.append_conf(&["archive_mode = off".into(), "hot_standby = on".into()]);
     standby.start();
-    primary.pgbench(&["-n", "-T", "2"]);
+    primary.pgbench("postgres", &["-n", "-T", "2"]);
 
     // The primary switches segments now and then, as archive_timeout would.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let switcher = {
         let stop = stop.clone();
-        let conninfo = primary.conninfo();
+        let conninfo = primary.connstr("postgres");
         std::thread::spawn(move || {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(700));

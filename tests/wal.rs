@@ -73,8 +73,8 @@ fn every_archived_segment_comes_back_byte_identical() {
     .unwrap();
     let mut cluster = Cluster::init(&world, "a", Some("stowage wal-push %p"), &[]);
     cluster.start();
-    cluster.pgbench(&["-i", "-s", "2"]);
-    cluster.pgbench(&["-c", "4", "-T", "3"]);
+    cluster.pgbench("postgres", &["-i", "-s", "2"]);
+    cluster.pgbench("postgres", &["-c", "4", "-T", "3"]);
     cluster.sql(
         "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 60000) g",
     );

@@ -1,14 +1,16 @@
-//! `stowage backup stdin|files|pg-base`
+//! `stowage backup stdin|files|pg-dump|pg-base`
+
+mod pg_base;
+mod pg_dump;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use tokio::runtime::Handle;
 
 use stowage::backup::{run_backup, BackupResult, SnapshotMeta};
-use stowage::source::pg_base::stream::{StreamInput, StreamOptions, StreamSource};
-use stowage::source::{FilesSource, PgBaseOptions, PgBaseSource, Source, StdinSource};
+use stowage::source::{FilesSource, PgDumpSource, Source, StdinSource};
 
 use super::render::{self, print_json, ProgressDisplay};
 use super::{codes, Incomplete, Resolved};
@@ -29,6 +31,10 @@ pub enum BackupCommand {
     Stdin {
         #[arg(long)]
         name: String,
+        /// What the stream is: anything (`stdin`), or a `pg_dump -Fc` archive (`pg-dump`:
+        /// checked, cut like `backup pg-dump`, stored as NAME.dump).
+        #[arg(long, value_enum, default_value_t = StdinKind::Stdin)]
+        kind: StdinKind,
         #[command(flatten)]
         common: Common,
     },
@@ -42,43 +48,25 @@ pub enum BackupCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Back up PostgreSQL databases with pg_dump -Fc (--all: every one, plus globals).
+    PgDump(pg_dump::PgDumpArgs),
     /// Physical base backup of a running PostgreSQL cluster: the non-exclusive backup API,
     /// the data directory and tablespaces read directly, relation files stored page by page.
     /// Complete only once the WAL up to its stop LSN is in the repository.
-    PgBase {
-        /// Connection string (`host=/var/run/postgresql user=postgres`, or a URL); libpq's
-        /// PGHOST, PGPORT, PGUSER, PGPASSWORD fill what it leaves out. Needs a superuser or
-        /// a role granted pg_backup_start/pg_backup_stop and pg_read_all_settings.
-        #[arg(long, required_unless_present = "from_stream")]
-        dbname: Option<String>,
-        /// The server's data directory, as this host sees it.
-        #[arg(long, required_unless_present = "from_stream")]
-        pgdata: Option<PathBuf>,
-        /// Read a `pg_basebackup -Ft -X none -D -` tar stream instead of the data directory:
-        /// `-` for standard input, `spawn` to run pg_basebackup against --dbname.
-        #[arg(long, value_name = "spawn|-")]
-        from_stream: Option<String>,
-        /// Ask the server for an immediate checkpoint (default: a spread one, gentler on a
-        /// busy server, as pg_basebackup and pgBackRest do).
-        #[arg(long)]
-        fast: bool,
-        /// How long to wait for the backup's last WAL segment to reach the repository.
-        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-        wal_timeout: std::time::Duration,
-        /// Snapshot name (default: the cluster name).
-        #[arg(long)]
-        name: Option<String>,
-        #[command(flatten)]
-        cluster: super::wal::ClusterArg,
-        #[command(flatten)]
-        common: Common,
-    },
+    PgBase(pg_base::PgBaseArgs),
+}
+
+/// The snapshot kinds `backup stdin` can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StdinKind {
+    Stdin,
+    PgDump,
 }
 
 pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow::Result<()> {
     let repo = runtime.block_on(settings.open())?;
     let (mut source, name, common): (Box<dyn Source>, String, Common) = match cmd {
-        BackupCommand::Stdin { name, common } => {
+        BackupCommand::Stdin { name, kind, common } => {
             anyhow::ensure!(
                 !name.is_empty() && !name.contains('/'),
                 "--name must be a plain file name, not {name:?}"
@@ -87,11 +75,13 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
             let stdin = std::fs::File::from(
                 std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?,
             );
-            (
-                Box::new(StdinSource::new(stdin, name.clone())),
-                name,
-                common,
-            )
+            let source: Box<dyn Source> = match kind {
+                StdinKind::Stdin => Box::new(StdinSource::new(stdin, name.clone())),
+                StdinKind::PgDump => {
+                    Box::new(PgDumpSource::from_reader(stdin, &name, "standard input"))
+                }
+            };
+            (source, name, common)
         }
         BackupCommand::Files {
             paths,
@@ -101,32 +91,8 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
             let name = name.unwrap_or_else(|| paths[0].display().to_string());
             (Box::new(FilesSource::new(paths)), name, common)
         }
-        BackupCommand::PgBase {
-            dbname,
-            pgdata,
-            from_stream,
-            fast,
-            wal_timeout,
-            name,
-            cluster,
-            common,
-        } => {
-            let cluster = cluster.resolve(settings)?;
-            let name = name.unwrap_or_else(|| cluster.clone());
-            let source = pg_base_source(
-                runtime,
-                &repo,
-                PgBaseArgs {
-                    dbname,
-                    pgdata,
-                    from_stream,
-                    fast,
-                    wal_timeout,
-                    cluster,
-                },
-            )?;
-            (source, name, common)
-        }
+        BackupCommand::PgDump(args) => pg_dump::source(runtime, args)?,
+        BackupCommand::PgBase(args) => pg_base::source(settings, runtime, &repo, args)?,
     };
     let meta = SnapshotMeta {
         name,
@@ -175,69 +141,6 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
         .into());
     }
     Ok(())
-}
-
-struct PgBaseArgs {
-    dbname: Option<String>,
-    pgdata: Option<PathBuf>,
-    from_stream: Option<String>,
-    fast: bool,
-    wal_timeout: std::time::Duration,
-    cluster: String,
-}
-
-fn pg_base_source(
-    runtime: &Handle,
-    repo: &stowage::repo::Repository,
-    args: PgBaseArgs,
-) -> anyhow::Result<Box<dyn Source>> {
-    let label = format!(
-        "stowage {}",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
-    );
-    let input = match args.from_stream.as_deref() {
-        None => {
-            let (Some(dbname), Some(pgdata)) = (args.dbname, args.pgdata) else {
-                anyhow::bail!("backup pg-base needs --dbname and --pgdata (or --from-stream)");
-            };
-            let options = PgBaseOptions {
-                conninfo: dbname,
-                pgdata,
-                cluster: args.cluster,
-                fast_checkpoint: args.fast,
-                wal_timeout: args.wal_timeout,
-                label,
-            };
-            return Ok(Box::new(PgBaseSource::new(
-                runtime.clone(),
-                repo.clone(),
-                options,
-            )));
-        }
-        Some("-") => StreamInput::Stdin,
-        Some("spawn") => {
-            let Some(dbname) = args.dbname else {
-                anyhow::bail!("--from-stream spawn needs --dbname for pg_basebackup");
-            };
-            StreamInput::Spawn {
-                conninfo: dbname,
-                fast_checkpoint: args.fast,
-                label,
-            }
-        }
-        Some(other) => {
-            anyhow::bail!("--from-stream takes `-` (standard input) or `spawn`, not {other:?}")
-        }
-    };
-    Ok(Box::new(StreamSource::new(
-        runtime.clone(),
-        repo.clone(),
-        StreamOptions {
-            input,
-            cluster: args.cluster,
-            wal_timeout: args.wal_timeout,
-        },
-    )))
 }
 
 fn report(

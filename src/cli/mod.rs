@@ -81,7 +81,7 @@ pub enum Command {
     Backup(backup::BackupCommand),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Restore a snapshot into a directory.
+    /// Restore a snapshot into a directory (or, `restore pg-dump`, a dump into PostgreSQL).
     Restore(restore::RestoreArgs),
     /// Stream one stored file to stdout (e.g. `| pg_restore`).
     Cat(restore::CatArgs),

@@ -1,9 +1,11 @@
-//! `stowage restore` and `stowage cat`
+//! `stowage restore`, `stowage restore pg-dump` and `stowage cat`
+
+mod pg_dump;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use stowage::restore::{find_file, restore_snapshot, stream_file, DEFAULT_PARALLEL};
 
@@ -12,14 +14,25 @@ use super::snapshots::Filter;
 use super::Resolved;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RestoreArgs {
+    #[command(subcommand)]
+    into: Option<RestoreInto>,
     /// Snapshot id (or unique prefix), or `latest`.
-    snapshot: String,
+    #[arg(required = true)]
+    snapshot: Option<String>,
     /// Directory to restore into (created if missing).
-    #[arg(long)]
-    to: PathBuf,
+    #[arg(long, required = true)]
+    to: Option<PathBuf>,
     #[command(flatten)]
     filter: Filter,
+}
+
+/// Restores that go somewhere other than a directory.
+#[derive(Debug, Subcommand)]
+pub enum RestoreInto {
+    /// Stream a pg-dump snapshot into pg_restore -d (or its globals.sql into psql).
+    PgDump(Box<pg_dump::PgDumpRestoreArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -33,19 +46,23 @@ pub struct CatArgs {
 }
 
 pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Result<()> {
+    let (spec, to) = match (args.into, args.snapshot, args.to) {
+        (Some(RestoreInto::PgDump(args)), _, _) => return pg_dump::run(settings, *args).await,
+        (None, Some(spec), Some(to)) => (spec, to),
+        _ => anyhow::bail!("restore needs a SNAPSHOT and --to DIR"),
+    };
     let repo = settings.open().await?;
     let (id, snapshot) = repo
-        .find_snapshot(&args.snapshot, |s| args.filter.matches(s))
+        .find_snapshot(&spec, |s| args.filter.matches(s))
         .await?;
     let index = repo.load_index().await?;
     let started = Instant::now();
-    let stats =
-        restore_snapshot(&repo, &index, id, snapshot.tree, &args.to, DEFAULT_PARALLEL).await?;
+    let stats = restore_snapshot(&repo, &index, id, snapshot.tree, &to, DEFAULT_PARALLEL).await?;
     let elapsed = started.elapsed();
     if settings.json {
         print_json(&serde_json::json!({
             "snapshot": id,
-            "target": args.to,
+            "target": to,
             "stats": stats,
             "duration_secs": elapsed.as_secs_f64(),
         }))?;
@@ -53,7 +70,7 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
         println!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1} s ({})",
             id.short(),
-            args.to.display(),
+            to.display(),
             stats.files,
             stats.dirs,
             stats.symlinks,

@@ -10,10 +10,14 @@
 //! |---|---|
 //! | [`archive`] | `wal-push`, `wal-fetch` and the archive window: the continuous archive |
 //! | [`backup`] | base backups: the server's backup API, `backup_label`, waiting for WAL |
-//! | [`tools`] | finding PostgreSQL's client programs |
 //! | [`wal`] | WAL archive files: names, segments, timeline and backup history files |
+//! | [`dump`] | the header of a `pg_dump -Fc` archive: its magic and the versions it records |
+//! | [`conninfo`] | libpq connection strings: parsed, re-targeted, defaults applied |
+//! | [`tools`] | where `pg_dump`, `pg_restore` and the other client programs are found |
 
 pub mod archive;
 pub mod backup;
+pub mod conninfo;
+pub mod dump;
 pub mod tools;
 pub mod wal;

@@ -1,64 +1,137 @@
-//! Finding PostgreSQL's client programs (`pg_dump`, `pg_basebackup`, `pg_restore`).
+//! PostgreSQL's client programs (`pg_dump`, `pg_dumpall`, `pg_restore`, `psql`): which
+//! directory they are taken from.
+//!
+//! Order: the directory given (`--pg-bin DIR`), else the directory of the `pg_dump` found
+//! on `PATH`, else the newest `/usr/lib/postgresql/<major>/bin` (Debian and Ubuntu install
+//! every major version there and put only a wrapper on `PATH`, if anything). All programs
+//! come from one directory, so a dump and its restore use one version.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// Where Debian and Ubuntu install each major version's programs.
-const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
+/// Where Debian-family packages install each major version's programs.
+const VERSIONED_ROOT: &str = "/usr/lib/postgresql";
 
-/// The path of `program`: from `PATH` when it is there, else from the newest
-/// `/usr/lib/postgresql/<major>/bin` (Debian keeps those off `PATH`), else the bare name
-/// (so the error names what was looked for).
-pub fn find(program: &str) -> PathBuf {
-    find_in(
-        program,
-        std::env::var_os("PATH").as_deref(),
-        Path::new(DEBIAN_ROOT),
-    )
+/// The program whose presence marks a directory as PostgreSQL's client programs.
+const MARKER: &str = "pg_dump";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolsError {
+    #[error("{dir}: no {program} there (--pg-bin names the directory holding PostgreSQL's client programs)")]
+    Missing { dir: PathBuf, program: String },
+    #[error(
+        "pg_dump is neither on PATH nor in {VERSIONED_ROOT}/<version>/bin; install the \
+         PostgreSQL client programs or name their directory with --pg-bin"
+    )]
+    NotFound,
 }
 
-fn find_in(program: &str, path: Option<&std::ffi::OsStr>, debian: &Path) -> PathBuf {
-    if let Some(path) = path {
-        if let Some(found) = std::env::split_paths(path)
-            .map(|dir| dir.join(program))
-            .find(|p| p.is_file())
-        {
-            return found;
+/// A directory of PostgreSQL client programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgTools {
+    dir: PathBuf,
+}
+
+impl PgTools {
+    /// Finds the programs: `explicit` when given, else `PATH`, else the newest versioned
+    /// directory.
+    ///
+    /// # Errors
+    /// [`ToolsError::Missing`] when `explicit` lacks `pg_dump`, [`ToolsError::NotFound`]
+    /// when nothing is found.
+    pub fn locate(explicit: Option<&Path>) -> Result<PgTools, ToolsError> {
+        if let Some(dir) = explicit {
+            if !is_program(&dir.join(MARKER)) {
+                return Err(ToolsError::Missing {
+                    dir: dir.to_path_buf(),
+                    program: MARKER.into(),
+                });
+            }
+            return Ok(PgTools {
+                dir: dir.to_path_buf(),
+            });
         }
+        let on_path = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .find(|dir| is_program(&dir.join(MARKER)));
+        if let Some(dir) = on_path {
+            return Ok(PgTools { dir });
+        }
+        newest_versioned(Path::new(VERSIONED_ROOT))
+            .map(|dir| PgTools { dir })
+            .ok_or(ToolsError::NotFound)
     }
-    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir(debian)
-        .into_iter()
+
+    /// The directory the programs come from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A command running `program` (`pg_dump`, `psql`, …) from this directory.
+    pub fn command(&self, program: &str) -> Command {
+        Command::new(self.dir.join(program))
+    }
+}
+
+fn is_program(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `root/<N>/bin` with the highest numeric `N` that holds `pg_dump`.
+fn newest_versioned(root: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(root)
+        .ok()?
         .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse().ok()?;
-            Some((major, e.path().join("bin").join(program)))
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let version: f64 = name.to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            is_program(&bin.join(MARKER)).then_some((version, bin))
         })
-        .filter(|(_, p)| p.is_file())
-        .collect();
-    majors.sort();
-    majors
-        .pop()
-        .map_or_else(|| PathBuf::from(program), |(_, p)| p)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, bin)| bin)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn fake_program(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
     #[test]
-    fn path_first_then_the_newest_debian_version() {
+    fn the_newest_major_version_wins() {
         let root = tempfile::tempdir().unwrap();
-        for major in ["13", "15", "9.6"] {
-            let bin = root.path().join(major).join("bin");
-            std::fs::create_dir_all(&bin).unwrap();
-            std::fs::write(bin.join("pg_dump"), "").unwrap();
+        for v in ["9.6", "15", "17", "100-broken"] {
+            fake_program(&root.path().join(v).join("bin").join("pg_dump"));
         }
-        let on_path = tempfile::tempdir().unwrap();
-        std::fs::write(on_path.path().join("pg_dump"), "").unwrap();
-        let found = find_in("pg_dump", Some(on_path.path().as_os_str()), root.path());
-        assert_eq!(found, on_path.path().join("pg_dump"));
-        let found = find_in("pg_dump", None, root.path());
-        assert_eq!(found, root.path().join("15/bin/pg_dump"));
-        assert_eq!(find_in("nope", None, root.path()), PathBuf::from("nope"));
+        std::fs::create_dir_all(root.path().join("18/bin")).unwrap(); // no pg_dump
+        assert_eq!(
+            newest_versioned(root.path()),
+            Some(root.path().join("17/bin"))
+        );
+        assert_eq!(newest_versioned(&root.path().join("none")), None);
+    }
+
+    #[test]
+    fn an_explicit_directory_must_hold_pg_dump() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            PgTools::locate(Some(dir.path())),
+            Err(ToolsError::Missing { .. })
+        ));
+        fake_program(&dir.path().join("pg_dump"));
+        let tools = PgTools::locate(Some(dir.path())).unwrap();
+        assert_eq!(tools.dir(), dir.path());
+        assert_eq!(
+            tools.command("pg_restore").get_program(),
+            dir.path().join("pg_restore")
+        );
     }
 }

@@ -136,6 +136,14 @@ impl BackupSession {
         FastCdc::new(&self.chunker, self.keys.chunker_seed())
     }
 
+    /// A content-defined splitter with other sizes (dumps cut finer), keyed by the
+    /// repository's secret seed. `params` must have passed [`ChunkerParams::validate`].
+    ///
+    /// [`ChunkerParams::validate`]: crate::repo::config::ChunkerParams::validate
+    pub fn content_splitter_with(&self, params: &crate::repo::config::ChunkerParams) -> FastCdc {
+        FastCdc::new(params, self.keys.chunker_seed())
+    }
+
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
     }

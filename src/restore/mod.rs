@@ -13,6 +13,7 @@
 //! 3. Directories are created, or found to be real directories (never symlinks), before
 //!    anything is written in them; files are opened with `O_NOFOLLOW`.
 
+pub mod pg_dump;
 mod plan;
 mod runs;
 mod write;
@@ -80,6 +81,13 @@ pub enum RestoreError {
     },
     #[error("restore writer stopped")]
     WriterGone,
+    #[error("snapshot {snapshot} holds the dumps of several databases ({databases})")]
+    ChooseDump {
+        snapshot: SnapshotId,
+        databases: String,
+    },
+    #[error(transparent)]
+    Program(#[from] crate::source::child::ChildError),
 }
 
 /// Runs fetched at once, beside the `parallel` blobs being opened: enough to keep

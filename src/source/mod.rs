@@ -3,12 +3,15 @@
 //!
 //! Every source ends by naming one root tree, so every snapshot restores the same way.
 
+pub mod child;
 pub(crate) mod files;
 pub mod pg_base;
+pub mod pg_dump;
 mod stdin;
 
 pub use files::FilesSource;
 pub use pg_base::{PgBaseOptions, PgBaseSource};
+pub use pg_dump::PgDumpSource;
 pub use stdin::StdinSource;
 
 use crate::pipeline::{BackupSession, PipelineError};
@@ -31,8 +34,9 @@ pub struct SourceReport {
     /// Problems that did not stop the backup (an unreadable file); the snapshot is kept
     /// but the command exits non-zero.
     pub warnings: Vec<String>,
-    /// Kind-specific facts for the snapshot's `source` object (a base backup's LSNs).
-    pub source: serde_json::Map<String, serde_json::Value>,
+    /// Kind-specific facts learned while reading (a dump's server version), added to the
+    /// snapshot's `source` object.
+    pub facts: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A backup source.

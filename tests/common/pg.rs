@@ -292,6 +292,44 @@ impl Cluster {
 
     /// Runs SQL with psql; returns unaligned, tuples-only output, trimmed.
     pub fn sql(&self, sql: &str) -> String {
+        self.sql_in("postgres", sql)
+    }
+
+    /// A libpq connection string for database `db` as `postgres` (over the socket).
+    pub fn connstr(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+
+    /// A PostgreSQL client program (`pg_dump`, `pgbench`, …) run as the cluster owner,
+    /// aimed at this server (`-h`, `-p`, `-U postgres`).
+    pub fn client(&self, program: &str) -> Command {
+        let mut cmd = as_owner(Path::new(PG_BIN).join(program));
+        cmd.args(["-U", "postgres", "-h"])
+            .arg(&self.socket_dir)
+            .args(["-p", &self.port.to_string()]);
+        cmd
+    }
+
+    /// Runs `pgbench ARGS DB`, asserting success.
+    pub fn pgbench(&self, db: &str, args: &[&str]) {
+        let mut cmd = self.client("pgbench");
+        cmd.args(args).arg(db);
+        run(cmd, &format!("pgbench {args:?}"));
+    }
+
+    /// `pg_dump ARGS DB` as the owner; returns stdout, asserting success.
+    pub fn pg_dump(&self, db: &str, args: &[&str]) -> Vec<u8> {
+        let mut cmd = self.client("pg_dump");
+        cmd.args(args).arg(db);
+        run(cmd, &format!("pg_dump {args:?} {db}")).stdout
+    }
+
+    /// Runs SQL in database `db` with psql; returns unaligned, tuples-only output, trimmed.
+    pub fn sql_in(&self, db: &str, sql: &str) -> String {
         let mut cmd = as_owner(Path::new(PG_BIN).join("psql"));
         cmd.args([
             "-X",
@@ -304,35 +342,9 @@ impl Cluster {
             "-h",
         ])
         .arg(&self.socket_dir)
-        .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql]);
+        .args(["-p", &self.port.to_string(), "-d", db, "-c", sql]);
         let out = run(cmd, sql);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// libpq connection string of this cluster, as the superuser.
-    pub fn conninfo(&self) -> String {
-        format!(
-            "host={} port={} user=postgres dbname=postgres",
-            self.socket_dir.display(),
-            self.port
-        )
-    }
-
-    /// Runs pgbench against the `postgres` database, asserting success.
-    pub fn pgbench(&self, args: &[&str]) {
-        let out = as_owner(Path::new(PG_BIN).join("pgbench"))
-            .args(["-U", "postgres", "-h"])
-            .arg(&self.socket_dir)
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .arg("postgres")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pgbench {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// Waits until the archiver has nothing left to do (no `.ready` files), up to `limit`.

@@ -3,9 +3,10 @@
 //! snapshot records, and the archiver's state when WAL does not arrive.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use tokio_postgres::{Client, Config, NoTls};
+
+use crate::pg::conninfo::ConnInfo;
 
 use super::BackupError;
 use crate::pg::wal::name::Lsn;
@@ -39,45 +40,19 @@ pub struct Server {
 }
 
 /// The connection settings of `conninfo` (`key=value` pairs or a `postgresql://` URL),
-/// with libpq's environment variables (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
-/// `PGDATABASE`) and defaults filling what it leaves out, as `psql` would.
+/// with libpq's environment variables, password file and defaults filling what it leaves
+/// out, as `psql` would ([`ConnInfo::client_config`]).
 ///
 /// # Errors
 /// [`BackupError::Conninfo`] for a string that does not parse.
 pub fn config(conninfo: &str) -> Result<Config, BackupError> {
-    let mut config = Config::from_str(conninfo).map_err(|e| BackupError::Conninfo {
+    let bad = |e: crate::pg::conninfo::ConnInfoError| BackupError::Conninfo {
         reason: e.to_string(),
-    })?;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if config.get_hosts().is_empty() {
-        match env("PGHOST") {
-            Some(hosts) => {
-                for host in hosts.split(',') {
-                    config.host(host);
-                }
-            }
-            None => {
-                config.host("/var/run/postgresql");
-            }
-        }
-    }
-    if config.get_ports().is_empty() {
-        let port = env("PGPORT").and_then(|p| p.parse().ok()).unwrap_or(5432);
-        config.port(port);
-    }
-    if config.get_user().is_none() {
-        config.user(env("PGUSER").unwrap_or_else(crate::host::username));
-    }
-    if config.get_password().is_none() {
-        if let Some(password) = env("PGPASSWORD") {
-            config.password(password);
-        }
-    }
-    if config.get_dbname().is_none() {
-        if let Some(db) = env("PGDATABASE") {
-            config.dbname(db);
-        }
-    }
+    };
+    let mut config = conninfo
+        .parse::<ConnInfo>()
+        .and_then(|info| info.client_config())
+        .map_err(bad)?;
     if config.get_application_name().is_none() {
         config.application_name("stowage");
     }

@@ -381,7 +381,7 @@ impl Source for PgBaseSource {
         )?;
         let mut report = std::mem::take(&mut walk.report);
         report.paths.push(pgdata.display().to_string());
-        report.source = BaseFacts {
+        report.facts = BaseFacts {
             cluster: &self.options.cluster,
             method: "backup-api",
             system_identifier: facts.system_identifier,

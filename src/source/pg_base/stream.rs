@@ -11,17 +11,18 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 
 use crate::pg::backup::{needed_segments, BackupError, BackupLabel, Manifest};
+use crate::pg::tools::PgTools;
 use crate::pg::wal::name::Lsn;
 use crate::pipeline::{BackupSession, PipelineError};
 use crate::repo::id::BlobId;
 use crate::repo::tree::{text_and_hex, Node, NodeKind};
 use crate::repo::Repository;
+use crate::source::child::ChildStream;
 use crate::source::files::{Entry, Walk, WalkRules};
 use crate::source::{Source, SourceOutcome};
 
@@ -361,55 +362,17 @@ fn check_manifest(learned: &Learned) -> Result<(Lsn, u32), PipelineError> {
     Ok((manifest.end_lsn, manifest.timeline))
 }
 
-/// A running `pg_basebackup` whose stderr is kept for the error message.
-struct Spawned {
-    child: Child,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-fn spawn_basebackup(conninfo: &str, fast: bool, label: &str) -> Result<Spawned, PipelineError> {
-    let program = crate::pg::tools::find("pg_basebackup");
-    let mut child = Command::new(&program)
-        .args(["-Ft", "-X", "none", "-D", "-", "--no-password"])
+/// `pg_basebackup` writing the backup as one tar stream to its stdout.
+fn spawn_basebackup(conninfo: &str, fast: bool, label: &str) -> Result<ChildStream, PipelineError> {
+    let tools = PgTools::locate(None).map_err(|e| stream_error(e.to_string()))?;
+    let mut cmd = tools.command("pg_basebackup");
+    cmd.args(["-Ft", "-X", "none", "-D", "-", "--no-password"])
         .arg(format!(
             "--checkpoint={}",
             if fast { "fast" } else { "spread" }
         ))
-        .args(["-l", label, "-d", conninfo])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| stream_error(format!("cannot run {}: {e}", program.display())))?;
-    let mut err = child.stderr.take();
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(err) = err.as_mut() {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
-    });
-    Ok(Spawned { child, stderr })
-}
-
-impl Spawned {
-    /// Waits for the child; a failure carries the tail of what it printed.
-    fn finish(mut self) -> Result<(), PipelineError> {
-        let status = self
-            .child
-            .wait()
-            .map_err(|e| stream_error(format!("waiting for pg_basebackup: {e}")))?;
-        let stderr = self.stderr.join().unwrap_or_default();
-        if status.success() {
-            return Ok(());
-        }
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        Err(stream_error(format!(
-            "pg_basebackup failed ({status}): {}",
-            tail.join(" / ")
-        )))
-    }
+        .args(["-l", label, "-d", conninfo]);
+    ChildStream::spawn(cmd, "pg_basebackup").map_err(|e| stream_error(e.to_string()))
 }
 
 impl Source for StreamSource {
@@ -420,33 +383,27 @@ impl Source for StreamSource {
     fn run(&mut self, session: &mut BackupSession) -> Result<SourceOutcome, PipelineError> {
         let mut walk = Walk::new(session, &StreamRules);
         let mut learned = Learned::default();
-        let (root, spawned) = match &self.options.input {
-            StreamInput::Stdin => {
-                let stdin = std::io::stdin().lock();
-                (read_tar(stdin, &mut walk, &mut learned), None)
-            }
+        let root = match &self.options.input {
+            StreamInput::Stdin => read_tar(std::io::stdin().lock(), &mut walk, &mut learned),
             StreamInput::Spawn {
                 conninfo,
                 fast_checkpoint,
                 label,
             } => {
-                let mut spawned = spawn_basebackup(conninfo, *fast_checkpoint, label)?;
-                let stdout = spawned
-                    .child
-                    .stdout
-                    .take()
-                    .ok_or_else(|| stream_error("pg_basebackup has no stdout".into()))?;
-                let mut stdout = std::io::BufReader::with_capacity(1 << 20, stdout);
+                let mut child = spawn_basebackup(conninfo, *fast_checkpoint, label)?;
+                let mut stdout = std::io::BufReader::with_capacity(1 << 20, &mut child);
                 let read = read_tar(&mut stdout, &mut walk, &mut learned);
-                // Drain what follows the archive so the child exits on its own.
-                let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-                (read, Some(spawned))
+                // Read to the end, so that the child is waited for and its failure (with
+                // its stderr) reported: it explains a broken stream best.
+                std::io::copy(&mut stdout, &mut std::io::sink()).map_err(|source| {
+                    PipelineError::Read {
+                        what: "pg_basebackup's output".into(),
+                        source,
+                    }
+                })?;
+                read
             }
         };
-        // pg_basebackup's own failure explains a broken stream best.
-        if let Some(spawned) = spawned {
-            spawned.finish()?;
-        }
         let root = root?;
         let (stop_lsn, timeline) = check_manifest(&learned)?;
         let labelfile = learned
@@ -500,7 +457,7 @@ impl Source for StreamSource {
             .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
             .map_or(0, |major| major * 10000);
         let mut report = std::mem::take(&mut walk.report);
-        report.source = BaseFacts {
+        report.facts = BaseFacts {
             cluster: &self.options.cluster,
             method: "pg_basebackup-stream",
             system_identifier,
