@@ -330,9 +330,10 @@ async fn check_pack(
             }
             Err(e) => push(None, format!("pack trailer: {e}")),
         }
-        // Members of one group share its bytes: open each group once (decrypting in
-        // place would spoil it for the next member), then check every member.
-        let mut groups: HashMap<(u32, u32), Result<OpenedGroup, String>> = HashMap::new();
+        // Members of one group share its bytes and are listed one after another (§8): open
+        // each group once, from a copy (decrypting in place would spoil the bytes for a
+        // group listed again further on), and keep only the current one in memory.
+        let mut group: Option<((u32, u32), Result<OpenedGroup, String>)> = None;
         let chain = |err: BlobError| ErrorChain(&err).to_string();
         for e in &pack.entries {
             let start = e.offset as usize;
@@ -341,10 +342,15 @@ async fn check_pack(
                 continue;
             };
             let opened = if e.kind == BlobKind::Grouped {
-                let group = groups
-                    .entry((e.offset, e.sealed_len))
-                    .or_insert_with(|| open_group(&keys, &e.id, sealed).map_err(chain));
-                match group {
+                let at = (e.offset, e.sealed_len);
+                if group.as_ref().map(|(key, _)| *key) != Some(at) {
+                    let mut copy = sealed.to_vec();
+                    group = Some((at, open_group(&keys, &e.id, &mut copy).map_err(chain)));
+                }
+                let Some((_, opened)) = &group else {
+                    continue;
+                };
+                match opened {
                     Ok(group) => group
                         .member(&keys, &e.id, e.raw_len as usize)
                         .map(drop)

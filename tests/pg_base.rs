@@ -263,7 +263,9 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
     let mut primary = busy_cluster(&world, "primary", "1");
 
     // A role that does not exist.
-    let bad_user = primary.connstr("postgres").replace("user=postgres", "user=nobody");
+    let bad_user = primary
+        .connstr("postgres")
+        .replace("user=postgres", "user=nobody");
     let out = world
         .stowage(&[
             "backup",
@@ -328,6 +330,23 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
         ],
     );
     unarchived.stop();
+
+    // A file the backup cannot read: the whole backup fails (a missing relation file
+    // would restore to a corrupt database), naming it.
+    let unreadable = primary.data.join("base/1/PG_VERSION");
+    let mode = |m: &str| {
+        let status = pg::as_owner("chmod")
+            .arg(m)
+            .arg(&unreadable)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    mode("000");
+    let out = base_backup(&world, &primary, &[]);
+    mode("600");
+    assert_fails_with(&out, &["base/1/PG_VERSION", "Permission denied"]);
+    assert!(snapshots(&world).is_empty());
 
     // WAL that never arrives: archiving into another repository.
     primary.append_conf(&["archive_command = '/bin/false'".into()]);

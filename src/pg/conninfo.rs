@@ -108,6 +108,12 @@ impl ConnInfo {
         info
     }
 
+    /// Removes `key` and returns its value (a password to pass another way).
+    pub fn take(&mut self, key: &str) -> Option<String> {
+        let at = self.params.iter().position(|(k, _)| k == key)?;
+        Some(self.params.remove(at).1)
+    }
+
     /// The keyword/value form libpq reads (`pg_dump -d`), every value quoted. It may hold a
     /// password: pass it to a program, never print it.
     pub fn to_conninfo_string(&self) -> String {

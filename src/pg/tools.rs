@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::conninfo::ConnInfo;
+
 /// Where Debian-family packages install each major version's programs.
 const VERSIONED_ROOT: &str = "/usr/lib/postgresql";
 
@@ -71,6 +73,22 @@ impl PgTools {
     /// A command running `program` (`pg_dump`, `psql`, …) from this directory.
     pub fn command(&self, program: &str) -> Command {
         Command::new(self.dir.join(program))
+    }
+
+    /// `program --no-password -d CONN`: a client program aimed at `conn`. A password in
+    /// `conn` goes through `PGPASSWORD` (a command line is readable by every local user,
+    /// `ps`); `--no-password` makes a missing one an error instead of a prompt that would
+    /// hang a nightly job.
+    pub fn client(&self, program: &str, conn: &ConnInfo) -> Command {
+        let mut conn = conn.clone();
+        let mut cmd = self.command(program);
+        if let Some(password) = conn.take("password") {
+            cmd.env("PGPASSWORD", password);
+        }
+        cmd.arg("--no-password")
+            .arg("-d")
+            .arg(conn.to_conninfo_string());
+        cmd
     }
 }
 

@@ -104,8 +104,7 @@ pub fn pg_restore_command(
     tables: &[String],
     extra_args: &[OsString],
 ) -> Command {
-    let mut cmd = tools.command("pg_restore");
-    cmd.arg("-d").arg(conn.to_conninfo_string());
+    let mut cmd = tools.client("pg_restore", conn);
     for table in tables {
         cmd.arg("-t").arg(table);
     }
@@ -116,10 +115,8 @@ pub fn pg_restore_command(
 /// `psql -X -q -d CONNINFO -f -`: runs `globals.sql`. Like `psql -f globals.sql`, it goes
 /// on past errors (a role that already exists); they come back as the stderr tail.
 pub fn psql_command(tools: &PgTools, conn: &ConnInfo) -> Command {
-    let mut cmd = tools.command("psql");
-    cmd.args(["-X", "-q", "-d"])
-        .arg(conn.to_conninfo_string())
-        .args(["-f", "-"]);
+    let mut cmd = tools.client("psql", conn);
+    cmd.args(["-X", "-q", "-f", "-"]);
     cmd
 }
 

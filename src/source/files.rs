@@ -122,12 +122,28 @@ impl<'a> Walk<'a> {
     }
 
     /// Records a failure to read `path`, unless vanishing is normal for this tree.
-    fn unreadable(&mut self, path: &Path, what: &str, e: std::io::Error) {
-        if self.rules.live_files() && e.kind() == std::io::ErrorKind::NotFound {
-            return;
+    ///
+    /// In a live tree (a database's data directory) any other failure is fatal: a backup
+    /// missing a relation file would restore to a corrupt database, so PostgreSQL's own
+    /// base backup fails too.
+    fn unreadable(
+        &mut self,
+        path: &Path,
+        what: &str,
+        e: std::io::Error,
+    ) -> Result<(), PipelineError> {
+        if self.rules.live_files() {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return Ok(());
+            }
+            return Err(PipelineError::Read {
+                what: format!("{} ({what})", path.display()),
+                source: e,
+            });
         }
         self.report.stats.skipped += 1;
         self.warn(format!("{}: cannot {what}: {e}", path.display()));
+        Ok(())
     }
 
     /// The entry for `path` (named `name`), or `None` when it is skipped.
@@ -135,7 +151,7 @@ impl<'a> Walk<'a> {
         let meta = match fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(e) => {
-                self.unreadable(path, "stat", e);
+                self.unreadable(path, "stat", e)?;
                 return Ok(None);
             }
         };
@@ -148,7 +164,7 @@ impl<'a> Walk<'a> {
             let file = match File::open(path) {
                 Ok(file) => file,
                 Err(e) => {
-                    self.unreadable(path, "open", e);
+                    self.unreadable(path, "open", e)?;
                     return Ok(None);
                 }
             };
@@ -225,14 +241,11 @@ impl<'a> Walk<'a> {
                 for entry in entries {
                     match entry {
                         Ok(entry) => names.push(entry.file_name()),
-                        Err(e) => self.warn(format!("{}: cannot list: {e}", path.display())),
+                        Err(e) => self.unreadable(path, "list", e)?,
                     }
                 }
             }
-            Err(e) => {
-                self.report.stats.skipped += 1;
-                self.warn(format!("{}: cannot list: {e}", path.display()));
-            }
+            Err(e) => self.unreadable(path, "list", e)?,
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         self.rules.visit_order(path, &mut names);

@@ -185,11 +185,8 @@ fn pg_dump_command(
     conn: &ConnInfo,
     extra_args: &[OsString],
 ) -> std::process::Command {
-    let mut cmd = tools.command("pg_dump");
-    cmd.args(["-Fc", "-Z0"])
-        .args(extra_args)
-        .arg("-d")
-        .arg(conn.to_conninfo_string());
+    let mut cmd = tools.client("pg_dump", conn);
+    cmd.args(["-Fc", "-Z0"]).args(extra_args);
     cmd
 }
 
@@ -217,11 +214,8 @@ impl PgDumpSource {
         databases: &[String],
         extra_args: &[OsString],
     ) -> PgDumpSource {
-        let mut globals = tools.command("pg_dumpall");
-        globals
-            .arg("--globals-only")
-            .arg("-d")
-            .arg(conn.to_conninfo_string());
+        let mut globals = tools.client("pg_dumpall", conn);
+        globals.arg("--globals-only");
         let mut streams = vec![DumpStream {
             file: GLOBALS_FILE.into(),
             label: "pg_dumpall --globals-only".into(),

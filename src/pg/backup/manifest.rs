@@ -14,6 +14,16 @@ pub struct Manifest {
     /// The last WAL range: its timeline and end LSN.
     pub timeline: u32,
     pub end_lsn: Lsn,
+    /// Every WAL range, one per timeline the backup's WAL crossed, in order.
+    pub ranges: Vec<WalRange>,
+}
+
+/// WAL from `start_lsn` to `end_lsn` on `timeline`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalRange {
+    pub timeline: u32,
+    pub start_lsn: Lsn,
+    pub end_lsn: Lsn,
 }
 
 #[derive(serde::Deserialize)]
@@ -36,6 +46,8 @@ struct RawFile {
 struct RawRange {
     #[serde(rename = "Timeline")]
     timeline: u32,
+    #[serde(rename = "Start-LSN")]
+    start_lsn: String,
     #[serde(rename = "End-LSN")]
     end_lsn: String,
 }
@@ -47,11 +59,25 @@ impl Manifest {
     /// A message naming what is malformed or missing.
     pub fn parse(raw: &[u8]) -> Result<Manifest, String> {
         let raw: Raw = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-        let last = raw.wal_ranges.last().ok_or("no WAL-Ranges")?;
-        let end_lsn = last
-            .end_lsn
-            .parse()
-            .map_err(|_| format!("bad End-LSN {:?}", last.end_lsn))?;
+        let lsn = |text: &str, what: &str| -> Result<Lsn, String> {
+            text.parse().map_err(|_| format!("bad {what} {text:?}"))
+        };
+        let ranges = raw
+            .wal_ranges
+            .iter()
+            .map(|r| {
+                let range = WalRange {
+                    timeline: r.timeline,
+                    start_lsn: lsn(&r.start_lsn, "Start-LSN")?,
+                    end_lsn: lsn(&r.end_lsn, "End-LSN")?,
+                };
+                if range.end_lsn < range.start_lsn {
+                    return Err(format!("a WAL range ends before it starts: {range:?}"));
+                }
+                Ok(range)
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let last = *ranges.last().ok_or("no WAL-Ranges")?;
         let mut files = BTreeMap::new();
         for file in raw.files {
             if let Some(path) = file.path {
@@ -63,7 +89,8 @@ impl Manifest {
         Ok(Manifest {
             files,
             timeline: last.timeline,
-            end_lsn,
+            end_lsn: last.end_lsn,
+            ranges,
         })
     }
 

@@ -104,11 +104,19 @@ impl Server {
                 tracing::debug!("PostgreSQL connection ended: {}", describe(&e));
             }
         });
+        // A role's statement or idle timeouts must not cancel a spread checkpoint or close
+        // the session while files are copied. idle_session_timeout exists from 14 on; an
+        // older server refuses it, which changes nothing.
+        client
+            .batch_execute("SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+            .await
+            .map_err(query("preparing the session"))?;
+        let _ = client.batch_execute("SET idle_session_timeout = 0").await;
         let row = client
             .query_one("SELECT current_setting('server_version_num')::int4", &[])
             .await
             .map_err(query("reading the server version"))?;
-        let version_num = row.get::<_, i32>(0) as u32;
+        let version_num = column::<i32>(&row, 0, "reading the server version")? as u32;
         if version_num < 120000 {
             return Err(BackupError::Version { version_num });
         }
@@ -131,20 +139,21 @@ impl Server {
                         pg_is_in_recovery(), \
                         current_setting('archive_mode'), \
                         (SELECT system_identifier::text FROM pg_control_system()), \
-                        current_setting('data_directory', true)",
+                        (SELECT setting FROM pg_settings WHERE name = 'data_directory')",
                 &[],
             )
             .await
             .map_err(query("reading the server's settings"))?;
-        let seg: Option<String> = row.get(1);
-        let sysid: String = row.get(4);
-        let data_directory: Option<String> = row.get(5);
+        const WHAT: &str = "reading the server's settings";
+        let seg: Option<String> = column(&row, 1, WHAT)?;
+        let sysid: String = column(&row, 4, WHAT)?;
+        let data_directory: Option<String> = column(&row, 5, WHAT)?;
         Ok(ServerFacts {
             version_num: self.version_num,
-            block_size: row.get::<_, i32>(0) as u32,
+            block_size: column::<i32>(&row, 0, WHAT)? as u32,
             wal_segment_size: seg.as_deref().and_then(parse_size).unwrap_or(16 << 20),
-            in_recovery: row.get(2),
-            archive_mode: row.get(3),
+            in_recovery: column(&row, 2, WHAT)?,
+            archive_mode: column(&row, 3, WHAT)?,
             system_identifier: sysid.parse().map_err(|_| BackupError::Query {
                 what: "reading the system identifier".into(),
                 reason: format!("not a number: {sysid:?}"),
@@ -170,7 +179,7 @@ impl Server {
             .query_one(sql, &[&label, &fast])
             .await
             .map_err(query("starting the backup"))?;
-        lsn(row.get(0))
+        lsn(column(&row, 0, "starting the backup")?)
     }
 
     /// `pg_backup_stop(false)` (15+) or `pg_stop_backup(false, false)` (12–14): ends the
@@ -195,9 +204,11 @@ impl Server {
             }
         })?;
         Ok(StopResult {
-            lsn: lsn(row.get(0))?,
-            labelfile: row.get::<_, Option<String>>(1).unwrap_or_default(),
-            spcmapfile: row.get::<_, Option<String>>(2).unwrap_or_default(),
+            lsn: lsn(column(&row, 0, "stopping the backup")?)?,
+            labelfile: column::<Option<String>>(&row, 1, "stopping the backup")?
+                .unwrap_or_default(),
+            spcmapfile: column::<Option<String>>(&row, 2, "stopping the backup")?
+                .unwrap_or_default(),
         })
     }
 
@@ -222,7 +233,7 @@ impl Server {
             )
             .await
             .map_err(query("naming the last WAL segment"))?;
-        let name: String = row.get(0);
+        let name: String = column(&row, 0, "naming the last WAL segment")?;
         Ok(name.get(..8).and_then(|t| u32::from_str_radix(t, 16).ok()))
     }
 
@@ -238,7 +249,7 @@ impl Server {
             )
             .await
             .ok()??;
-        Some((row.get(0), row.get(1)))
+        Some((row.try_get(0).ok()?, row.try_get(1).ok()?))
     }
 }
 
@@ -253,6 +264,19 @@ fn target_of(config: &Config) -> String {
     let user = config.get_user().unwrap_or("?");
     let db = config.get_dbname().unwrap_or(user);
     format!("{user}@{host}:{port}/{db}")
+}
+
+/// Column `idx` of `row`, or an error naming what was being read: a server (or a proxy)
+/// answering with other types must not panic the backup.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    idx: usize,
+    what: &'static str,
+) -> Result<T, BackupError> {
+    row.try_get(idx).map_err(|e| BackupError::Query {
+        what: what.into(),
+        reason: e.to_string(),
+    })
 }
 
 fn query(what: &'static str) -> impl Fn(tokio_postgres::Error) -> BackupError {

@@ -18,6 +18,7 @@ mod rules;
 pub mod stream;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,24 +121,57 @@ impl PgBaseSource {
         Ok(())
     }
 
-    /// Copies the data directory and the tablespaces while the backup is in progress:
-    /// the data directory's top-level entries (its tree is stored after `pg_backup_stop`,
-    /// with `backup_label` in it) and the stored tablespace trees by oid.
-    fn copy(&self, walk: &mut Walk<'_>) -> Result<(Vec<Entry>, Vec<Tablespace>), PipelineError> {
+    /// Copies the tablespaces, then the data directory, while the backup is in progress
+    /// (the server's order: `global/pg_control` comes last of all, since on a standby its
+    /// minimum recovery point must cover every page copied). Returns the data directory's
+    /// top-level entries (its tree is stored after `pg_backup_stop`, with `backup_label` in
+    /// it) and the stored tablespace trees.
+    fn copy(
+        &self,
+        walk: &mut Walk<'_>,
+        major: u32,
+    ) -> Result<(Vec<Entry>, Vec<Tablespace>), PipelineError> {
         let pgdata = &self.options.pgdata;
-        let entries = walk.dir_entries(pgdata)?;
         let mut tablespaces = Vec::new();
         for (oid, location) in tablespace_links(pgdata)? {
-            let entries = walk.dir_entries(&location)?;
-            let tree = walk.store_tree(entries)?;
+            let tree = copy_tablespace(walk, &location, major)?;
             tablespaces.push(Tablespace {
                 oid,
                 location,
                 tree,
             });
         }
+        let entries = walk.dir_entries(pgdata)?;
         Ok((entries, tablespaces))
     }
+}
+
+/// One tablespace: only this server version's `PG_<major>_<catversion>` directory, as the
+/// server sends it (the location may hold other versions' directories, left by pg_upgrade).
+fn copy_tablespace(
+    walk: &mut Walk<'_>,
+    location: &Path,
+    major: u32,
+) -> Result<BlobId, PipelineError> {
+    let prefix = format!("PG_{major}_");
+    let listing = fs::read_dir(location).map_err(|source| PipelineError::Read {
+        what: location.display().to_string(),
+        source,
+    })?;
+    let mut entries = Vec::new();
+    for entry in listing {
+        let entry = entry.map_err(|source| PipelineError::Read {
+            what: location.display().to_string(),
+            source,
+        })?;
+        let name = entry.file_name();
+        if name.as_bytes().starts_with(prefix.as_bytes()) {
+            if let Some(visited) = walk.visit(&entry.path(), name.as_bytes())? {
+                entries.push(visited);
+            }
+        }
+    }
+    walk.store_tree(entries)
 }
 
 /// A tablespace copied: its OID, the directory it was read from, and its stored tree.
@@ -345,7 +379,7 @@ impl Source for PgBaseSource {
         };
         runtime.block_on(server.start(&self.options.label, self.options.fast_checkpoint))?;
         let mut walk = Walk::new(session, &rules);
-        let copied = self.copy(&mut walk);
+        let copied = self.copy(&mut walk, facts.version_num / 10000);
         // Stop whether or not the copy worked: a failed backup must not stay in progress
         // (the server would also end it when the session closes).
         let stopped = runtime.block_on(server.stop());

@@ -16,8 +16,8 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 
 use crate::pg::backup::{needed_segments, BackupError, BackupLabel, Manifest};
+use crate::pg::conninfo::{ConnInfo, ConnInfoError};
 use crate::pg::tools::PgTools;
-use crate::pg::wal::name::Lsn;
 use crate::pipeline::{BackupSession, PipelineError};
 use crate::repo::id::BlobId;
 use crate::repo::tree::{text_and_hex, Node, NodeKind};
@@ -97,6 +97,8 @@ impl WalkRules for StreamRules {
 /// What the stream taught along the way.
 #[derive(Default)]
 struct Learned {
+    /// Owner (uid, gid) of the first member: given to directories the stream implies.
+    owner: (u32, u32),
     backup_label: Option<String>,
     tablespace_map: Option<String>,
     manifest: Option<Vec<u8>>,
@@ -141,6 +143,26 @@ fn node_of(name: &[u8], header: &tar::Header, kind: NodeKind) -> Node {
     }
 }
 
+/// A node the stream implies but does not carry (a parent directory, the `pgdata` root,
+/// the kept manifest): owned like the stream's members, private, timestamped now.
+fn synthetic(name: &[u8], kind: NodeKind, owner: (u32, u32)) -> Node {
+    let (name, name_hex) = text_and_hex(name.to_vec());
+    Node {
+        name,
+        name_hex,
+        kind,
+        mode: if kind == NodeKind::Dir { 0o700 } else { 0o600 },
+        mtime_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+        uid: owner.0,
+        gid: owner.1,
+        size: 0,
+        content: Vec::new(),
+        subtree: None,
+        target: None,
+        target_hex: None,
+    }
+}
+
 impl Dir {
     /// The directory at `parts` (created on the way), for a member below it.
     fn at(&mut self, parts: &[&[u8]]) -> Result<&mut Dir, PipelineError> {
@@ -164,30 +186,17 @@ impl Dir {
     }
 
     /// Stores this directory's tree (children first) and returns its id.
-    fn store(self, walk: &mut Walk<'_>) -> Result<BlobId, PipelineError> {
+    fn store(self, walk: &mut Walk<'_>, owner: (u32, u32)) -> Result<BlobId, PipelineError> {
         let mut entries = Vec::with_capacity(self.children.len());
         for (name, child) in self.children {
             entries.push(match child {
                 Child_::Leaf(entry) => entry,
                 Child_::Dir(dir) => {
-                    let mut node = dir.node.clone().unwrap_or_else(|| {
-                        let (name, name_hex) = text_and_hex(name.clone());
-                        Node {
-                            name,
-                            name_hex,
-                            kind: NodeKind::Dir,
-                            mode: 0o700,
-                            mtime_ns: 0,
-                            uid: 0,
-                            gid: 0,
-                            size: 0,
-                            content: Vec::new(),
-                            subtree: None,
-                            target: None,
-                            target_hex: None,
-                        }
-                    });
-                    node.subtree = Some(dir.store(walk)?);
+                    let mut node = dir
+                        .node
+                        .clone()
+                        .unwrap_or_else(|| synthetic(&name, NodeKind::Dir, owner));
+                    node.subtree = Some(dir.store(walk, owner)?);
                     walk.report.stats.dirs += 1;
                     Entry {
                         node,
@@ -241,6 +250,10 @@ fn read_tar<R: Read>(
             continue; // "./" itself
         };
         let header = member.header().clone();
+        if learned.sizes.is_empty() && learned.owner == (0, 0) {
+            let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
+            learned.owner = (id(header.uid()).unwrap_or(0), id(header.gid()).unwrap_or(0));
+        }
         let kind = header.entry_type();
         let dir = root.at(parents)?;
         if kind.is_dir() {
@@ -286,8 +299,10 @@ fn read_tar<R: Read>(
             };
             learned.sizes.insert(shown.clone(), size);
             let pending = if wanted && size <= MAX_READ_WHOLE {
-                let mut whole = Vec::with_capacity(size as usize);
-                member
+                // Grown as bytes arrive: the header's size is a claim, not a promise.
+                let mut whole = Vec::new();
+                (&mut member)
+                    .take(size)
                     .read_to_end(&mut whole)
                     .map_err(read_err(shown.clone()))?;
                 learn(learned, parents, name, &whole);
@@ -347,8 +362,8 @@ fn learn(learned: &mut Learned, parents: &[&[u8]], name: &[u8], data: &[u8]) {
     }
 }
 
-/// Checks the stream against its manifest and returns the stop LSN and timeline.
-fn check_manifest(learned: &Learned) -> Result<(Lsn, u32), PipelineError> {
+/// Checks the stream against its manifest and returns it.
+fn check_manifest(learned: &Learned) -> Result<Manifest, PipelineError> {
     let raw = learned.manifest.as_deref().ok_or_else(|| {
         stream_error(
             "the stream ended without backup_manifest: it was cut short, or made with \
@@ -359,19 +374,22 @@ fn check_manifest(learned: &Learned) -> Result<(Lsn, u32), PipelineError> {
     let manifest =
         Manifest::parse(raw).map_err(|e| stream_error(format!("backup_manifest: {e}")))?;
     manifest.check(&learned.sizes).map_err(stream_error)?;
-    Ok((manifest.end_lsn, manifest.timeline))
+    Ok(manifest)
 }
 
 /// `pg_basebackup` writing the backup as one tar stream to its stdout.
 fn spawn_basebackup(conninfo: &str, fast: bool, label: &str) -> Result<ChildStream, PipelineError> {
     let tools = PgTools::locate(None).map_err(|e| stream_error(e.to_string()))?;
-    let mut cmd = tools.command("pg_basebackup");
-    cmd.args(["-Ft", "-X", "none", "-D", "-", "--no-password"])
+    let info: ConnInfo = conninfo
+        .parse()
+        .map_err(|e: ConnInfoError| stream_error(e.to_string()))?;
+    let mut cmd = tools.client("pg_basebackup", &info);
+    cmd.args(["-Ft", "-X", "none", "-D", "-"])
         .arg(format!(
             "--checkpoint={}",
             if fast { "fast" } else { "spread" }
         ))
-        .args(["-l", label, "-d", conninfo]);
+        .args(["-l", label]);
     ChildStream::spawn(cmd, "pg_basebackup").map_err(|e| stream_error(e.to_string()))
 }
 
@@ -392,20 +410,24 @@ impl Source for StreamSource {
             } => {
                 let mut child = spawn_basebackup(conninfo, *fast_checkpoint, label)?;
                 let mut stdout = std::io::BufReader::with_capacity(1 << 20, &mut child);
-                let read = read_tar(&mut stdout, &mut walk, &mut learned);
-                // Read to the end, so that the child is waited for and its failure (with
-                // its stderr) reported: it explains a broken stream best.
+                // A failed child ends its output early, so the tar reader's error already
+                // carries pg_basebackup's own (ChildStream reports it at the end of the
+                // stream); on any error the child is killed when dropped.
+                let root = read_tar(&mut stdout, &mut walk, &mut learned)?;
+                // The archive is complete: read to the end, so that the child's exit
+                // status is checked too.
                 std::io::copy(&mut stdout, &mut std::io::sink()).map_err(|source| {
                     PipelineError::Read {
                         what: "pg_basebackup's output".into(),
                         source,
                     }
                 })?;
-                read
+                Ok(root)
             }
         };
         let root = root?;
-        let (stop_lsn, timeline) = check_manifest(&learned)?;
+        let manifest = check_manifest(&learned)?;
+        let (stop_lsn, timeline) = (manifest.end_lsn, manifest.timeline);
         let labelfile = learned
             .backup_label
             .clone()
@@ -417,7 +439,7 @@ impl Source for StreamSource {
         let recorded = self
             .runtime
             .block_on(self.repo.read_cluster(&self.options.cluster))?;
-        if let Some(record) = recorded {
+        if let Some(record) = &recorded {
             if record.system_identifier != system_identifier {
                 return Err(BackupError::OtherCluster {
                     cluster: self.options.cluster.clone(),
@@ -427,22 +449,37 @@ impl Source for StreamSource {
                 .into());
             }
         }
-        let like = std::fs::metadata(".").map_err(|source| PipelineError::Read {
-            what: "the current directory".into(),
-            source,
-        })?;
-        let pgdata = root.store(&mut walk)?;
-        let manifest = learned.manifest.clone().unwrap_or_default();
-        let mut manifest_node = super::file_node("backup_manifest", &like);
-        manifest_node.mode = 0o600;
-        let manifest_entry = walk.bytes_entry(manifest_node, &manifest)?;
-        let tree = store_root_with(&mut walk, pgdata, manifest_entry, &like)?;
-        let needed = needed_segments(
-            timeline,
-            label.start_lsn,
-            stop_lsn,
-            wal_segment_size(&label),
-        )?;
+        let owner = learned.owner;
+        let pgdata = root.store(&mut walk, owner)?;
+        let raw_manifest = learned.manifest.take().unwrap_or_default();
+        let manifest_node = synthetic(b"backup_manifest", NodeKind::File, owner);
+        let manifest_entry = walk.bytes_entry(manifest_node, &raw_manifest)?;
+        let mut pgdata_node = synthetic(b"pgdata", NodeKind::Dir, owner);
+        pgdata_node.subtree = Some(pgdata);
+        let root_entries = vec![
+            Entry {
+                node: pgdata_node,
+                pending: None,
+            },
+            manifest_entry,
+        ];
+        let tree = walk.store_tree(root_entries)?;
+        // The segment size: as the cluster's first push recorded it, else from the label.
+        let seg_size = recorded
+            .as_ref()
+            .map(|r| r.seg_size)
+            .unwrap_or_else(|| wal_segment_size(&label));
+        // One range per timeline the backup's WAL crossed (a standby that followed a
+        // promotion during the backup has two).
+        let mut needed = Vec::new();
+        for range in &manifest.ranges {
+            needed.extend(needed_segments(
+                range.timeline,
+                range.start_lsn,
+                range.end_lsn,
+                seg_size,
+            )?);
+        }
         wait_for_backup_wal(
             &self.runtime,
             &self.repo,
@@ -463,7 +500,7 @@ impl Source for StreamSource {
             system_identifier,
             version_num,
             block_size: STREAM_BLOCK_SIZE as u32,
-            wal_segment_size: wal_segment_size(&label),
+            wal_segment_size: seg_size,
             label: &label,
             stop_lsn,
             timeline,
@@ -477,8 +514,9 @@ impl Source for StreamSource {
     }
 }
 
-/// The WAL segment size, from the segment named on the label's START WAL LOCATION line
-/// (its number and the start LSN fix it); 16 MiB when the line does not say.
+/// The WAL segment size when the repository has not recorded it yet: from the segment
+/// named on the label's START WAL LOCATION line (its number and the start LSN fix it,
+/// unless the start lies in a log id's first segment); 16 MiB when the line does not say.
 fn wal_segment_size(label: &BackupLabel) -> u32 {
     use crate::pg::wal::name::{is_valid_seg_size, SegmentName};
     let Ok(crate::pg::wal::name::WalFileName::Segment(named)) =
@@ -486,26 +524,11 @@ fn wal_segment_size(label: &BackupLabel) -> u32 {
     else {
         return 16 << 20;
     };
-    (20..=30)
-        .map(|bits| 1u32 << bits)
+    // 16 MiB first: when the start lies in a log id's first segment, every size yields
+    // the same name, and the default is by far the likeliest.
+    std::iter::once(16 << 20)
+        .chain((20..=30).map(|bits| 1u32 << bits))
         .filter(|&size| is_valid_seg_size(size))
         .find(|&size| SegmentName::from_lsn(named.tli, label.start_lsn, size).ok() == Some(named))
         .unwrap_or(16 << 20)
-}
-
-/// The root tree of a streamed backup: `pgdata/` and `backup_manifest` beside it.
-fn store_root_with(
-    walk: &mut Walk<'_>,
-    pgdata: BlobId,
-    manifest: Entry,
-    like: &std::fs::Metadata,
-) -> Result<BlobId, PipelineError> {
-    let root = vec![
-        Entry {
-            node: super::dir_node("pgdata", pgdata, like),
-            pending: None,
-        },
-        manifest,
-    ];
-    walk.store_tree(root)
 }
