@@ -175,6 +175,16 @@ fn modified_config_is_detected_and_stray_key_files_are_skipped(backend: Backend)
     std::fs::write(repo.path().join("keys").join("0".repeat(64)), b"not a key").unwrap();
     let out = repo.cmd(&["snapshots"]).output().unwrap();
     common::assert_success(&out, &["snapshots with a stray key file"]);
+    // Opening without the key cache tries every key file and reports the stray one.
+    let out = repo
+        .cmd(&["snapshots"])
+        .env(
+            "STOWAGE_CACHE_DIR",
+            repo.path().with_file_name("fresh-cache"),
+        )
+        .output()
+        .unwrap();
+    common::assert_success(&out, &["snapshots with a stray key file, no cache"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"));
     assert_eq!(repo.json(&["key", "list"]).as_array().unwrap().len(), 1);
     // The config is plaintext, but the key files seal its hash.

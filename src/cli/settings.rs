@@ -222,10 +222,18 @@ impl Resolved {
         )
     }
 
-    /// Opens the repository with the resolved passphrase.
+    /// Opens the repository with the resolved passphrase. A passphrase that comes from a
+    /// file or the environment (a scheduled job) goes through the key cache, so Argon2id
+    /// is paid once per host rather than by every nightly backup; one typed at a prompt
+    /// does not, so a cache never outlives what the user chose to type.
     pub async fn open(&self) -> anyhow::Result<Repository> {
         let store = self.store().await?;
+        let unattended =
+            self.password_file.is_some() || std::env::var_os("STOWAGE_PASSWORD").is_some();
         let password = self.password("repository passphrase: ", false)?;
+        if unattended {
+            return Ok(Repository::open_cached(store, &password, self.cache_dir.as_deref()).await?);
+        }
         Ok(Repository::open(store, &password).await?)
     }
 

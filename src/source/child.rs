@@ -131,6 +131,19 @@ fn spawn(
     Ok((child, tail))
 }
 
+/// Grows a pipe to 1 MiB (the most an unprivileged process may ask for by default) from
+/// Linux's 64 KiB: a dump arriving at 300 MB/s then wakes the reader a sixteenth as often,
+/// and both sides spend less time switching. Best effort: a refusal changes nothing else.
+fn widen_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: F_SETPIPE_SZ on a descriptor we own; it fails harmlessly on a non-pipe.
+    unsafe {
+        libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pipe;
+}
+
 /// Waits for `child` and turns anything but exit 0 into [`ChildError::Failed`]. Returns
 /// the end of stderr on success (warnings a caller may show).
 fn reap(child: &mut Child, tail: StderrTail, label: &str) -> Result<String, ChildError> {
@@ -194,6 +207,7 @@ impl ChildStream {
                 source: io::Error::other("no stdout pipe"),
             });
         };
+        widen_pipe(&stdout);
         Ok(ChildStream {
             label,
             child,

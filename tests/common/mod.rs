@@ -150,6 +150,7 @@ impl TestRepo {
         let mut cmd = stowage();
         cmd.env("STOWAGE_REPO", self.location())
             .env("STOWAGE_PASSWORD", PASSWORD)
+            .env("STOWAGE_CACHE_DIR", self.dir.path().join("cache"))
             .args(args);
         self.add_store_env(&mut cmd);
         cmd
