@@ -62,11 +62,9 @@ export STOWAGE_PASSWORD="${STOWAGE_PASSWORD:-stowage-bench-password}"
 export RESTIC_PASSWORD="${RESTIC_PASSWORD:-stowage-bench-password}"
 unset STOWAGE_PASSWORD_FILE STOWAGE_REPO RESTIC_REPOSITORY RESTIC_PASSWORD_FILE
 
-log() { printf '\n[compare] %s\n' "$*" >&2; }
-warn() { printf '[compare] WARNING: %s\n' "$*" >&2; }
-die() { printf '[compare] ERROR: %s\n' "$*" >&2; exit 1; }
-has() { [[ " $1 " == *" $2 "* ]]; }        # has "list" word
-q() { printf '%q' "$1"; }                  # quote a path for a hyperfine command string
+BENCH_TAG=compare
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"   # log, warn, die, has, q
 
 FAILED=()   # commands left out because their check run failed
 

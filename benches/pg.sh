@@ -82,11 +82,9 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
-log() { printf '\n[pg] %s\n' "$*" >&2; }
-warn() { printf '[pg] WARNING: %s\n' "$*" >&2; }
-die() { printf '[pg] ERROR: %s\n' "$*" >&2; exit 1; }
-has() { [[ " $1 " == *" $2 "* ]]; }        # has "list" word
-q() { printf '%q' "$1"; }                  # quote a path for a hyperfine command string
+BENCH_TAG=pg
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"   # log, warn, die, has, q
 
 # ------------------------------------------------------------------ summary
 # summarize RESULTS: Markdown from facts.tsv, {base,dump}.json, oneshot.tsv, rss.tsv

@@ -51,11 +51,9 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
-log() { printf '\n[s3] %s\n' "$*" >&2; }
-warn() { printf '[s3] WARNING: %s\n' "$*" >&2; }
-die() { printf '[s3] ERROR: %s\n' "$*" >&2; exit 1; }
-has() { [[ " $1 " == *" $2 "* ]]; }        # has "list" word
-q() { printf '%q' "$1"; }                  # quote a path for a hyperfine command string
+BENCH_TAG=s3
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"   # log, warn, die, has, q
 
 # ------------------------------------------------------------------ summary
 # summarize RESULTS: Markdown from inputs.tsv, INPUT-{backup,restore}.json, stored.tsv, rss.tsv

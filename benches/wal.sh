@@ -79,11 +79,9 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
-log() { printf '\n[wal] %s\n' "$*" >&2; }
-warn() { printf '[wal] WARNING: %s\n' "$*" >&2; }
-die() { printf '[wal] ERROR: %s\n' "$*" >&2; exit 1; }
-has() { [[ " $1 " == *" $2 "* ]]; }        # has "list" word
-q() { printf '%q' "$1"; }                  # quote a path for a hyperfine command string
+BENCH_TAG=wal
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"   # log, warn, die, has, q
 
 # ------------------------------------------------------------------ summary
 # summarize RESULTS: Markdown from facts.tsv, {push,throughput,replay}.json, live*.tsv

@@ -12,14 +12,6 @@ use common::{assert_fails_with, assert_success};
 
 const ARCHIVE_WAIT: Duration = Duration::from_secs(120);
 
-fn skip() -> bool {
-    if !pg::available() {
-        eprintln!("PostgreSQL 15 not installed; skipped");
-        return true;
-    }
-    false
-}
-
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -87,7 +79,7 @@ fn state(cluster: &Cluster) -> String {
 /// WAL, reaches consistency and ends with exactly the primary's data.
 #[test]
 fn backup_under_load_restores_and_replays_to_the_same_data() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -223,7 +215,7 @@ fn stored(out: &Output) -> (u64, u64, u64) {
 /// A second full backup after scattered updates stores the changed pages and little else.
 #[test]
 fn second_full_backup_stores_only_changed_pages() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -256,7 +248,7 @@ fn second_full_backup_stores_only_changed_pages() {
 /// What a user gets wrong gets a message that says what to fix, and nothing is listed.
 #[test]
 fn refusals_name_the_problem_and_leave_nothing_listed() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -407,11 +399,27 @@ fn refusals_name_the_problem_and_leave_nothing_listed() {
     assert!(snapshots(&world).is_empty());
 }
 
+/// `pg_basebackup -Ft -X none -D -` (a base backup as one tar stream on stdout).
+fn basebackup_to_stdout(conninfo: &str) -> Command {
+    let mut cmd = pg::as_owner(Path::new(pg::PG_BIN).join("pg_basebackup"));
+    cmd.args([
+        "-Ft",
+        "-X",
+        "none",
+        "-D",
+        "-",
+        "--checkpoint=fast",
+        "-d",
+        conninfo,
+    ]);
+    cmd
+}
+
 /// `--from-stream`: pg_basebackup's tar stream, spawned by stowage or piped in, makes the
 /// same restorable snapshot, still deduplicated page by page.
 #[test]
 fn from_stream_spawned_or_piped_restores() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -436,17 +444,7 @@ fn from_stream_spawned_or_piped_restores() {
 
     primary.sql("UPDATE pgbench_accounts SET abalance = 7 WHERE aid % 5000 = 1");
     let expected_later = state(&primary);
-    let mut basebackup = pg::as_owner(Path::new(pg::PG_BIN).join("pg_basebackup"))
-        .args([
-            "-Ft",
-            "-X",
-            "none",
-            "-D",
-            "-",
-            "--checkpoint=fast",
-            "-d",
-            &conninfo,
-        ])
+    let mut basebackup = basebackup_to_stdout(&conninfo)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -467,19 +465,7 @@ fn from_stream_spawned_or_piped_restores() {
     );
 
     // A cut stream is refused, naming what is missing, and nothing is listed.
-    let whole = pg::as_owner(Path::new(pg::PG_BIN).join("pg_basebackup"))
-        .args([
-            "-Ft",
-            "-X",
-            "none",
-            "-D",
-            "-",
-            "--checkpoint=fast",
-            "-d",
-            &conninfo,
-        ])
-        .output()
-        .unwrap();
+    let whole = basebackup_to_stdout(&conninfo).output().unwrap();
     assert!(whole.status.success());
     for cut_at in [whole.stdout.len() / 2, whole.stdout.len() - 30_000] {
         let mut cmd = world.stowage(&["backup", "pg-base", "--from-stream", "-"]);
@@ -523,7 +509,7 @@ fn from_stream_spawned_or_piped_restores() {
 /// primary archives; the restored copy replays to the primary's data.
 #[test]
 fn backup_from_a_standby_waits_for_the_primarys_wal() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();

@@ -11,14 +11,6 @@ use std::process::Output;
 use common::pg::{self, Cluster, PgWorld};
 use common::{assert_fails_with, assert_success};
 
-fn skip() -> bool {
-    if !pg::available() {
-        eprintln!("PostgreSQL 15 not installed; skipped");
-        return true;
-    }
-    false
-}
-
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -91,7 +83,7 @@ fn fill_shop(cluster: &Cluster) {
 
 #[test]
 fn a_dump_restores_to_an_identical_database_whole_or_one_table() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let (world, cluster) = started();
@@ -267,7 +259,7 @@ fn a_dump_restores_to_an_identical_database_whole_or_one_table() {
 
 #[test]
 fn all_databases_and_the_globals_in_one_snapshot() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let (world, cluster) = started();
@@ -372,7 +364,7 @@ fn all_databases_and_the_globals_in_one_snapshot() {
 
 #[test]
 fn a_dump_from_stdin_is_checked_and_restorable() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let (world, cluster) = started();
@@ -455,7 +447,7 @@ fn a_day_of_changes(cluster: &Cluster, db: &str, accounts: u64) {
 
 #[test]
 fn the_second_night_stores_little() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let (world, cluster) = started();
@@ -505,7 +497,7 @@ fn fake_pg_dump(world: &PgWorld, name: &str, script: &str) -> PathBuf {
 
 #[test]
 fn a_failing_or_killed_pg_dump_leaves_no_snapshot() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let (world, cluster) = started();

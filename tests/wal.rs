@@ -12,14 +12,6 @@ use common::{assert_fails_with, assert_success};
 
 const ARCHIVE_WAIT: Duration = Duration::from_secs(120);
 
-fn skip() -> bool {
-    if !pg::available() {
-        eprintln!("PostgreSQL 15 not installed; skipped");
-        return true;
-    }
-    false
-}
-
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
@@ -61,7 +53,7 @@ fn fetch(world: &PgWorld, name: &str, dest: &Path) -> Output {
 
 #[test]
 fn every_archived_segment_comes_back_byte_identical() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -130,7 +122,7 @@ fn every_archived_segment_comes_back_byte_identical() {
 /// between, then a new timeline by archive recovery: the index agrees with the server.
 #[test]
 fn commit_time_index_matches_the_server_across_a_switch_and_a_timeline() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -213,7 +205,7 @@ fn commit_time_index_matches_the_server_across_a_switch_and_a_timeline() {
 /// A base backup replayed to the end from the archive through wal-fetch with prefetch.
 #[test]
 fn replay_from_the_archive_with_prefetch() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -263,7 +255,7 @@ fn replay_from_the_archive_with_prefetch() {
 /// summarized, listed apart from the segments, and served back byte for byte.
 #[test]
 fn partial_segment_of_the_old_timeline_is_archived() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -346,7 +338,7 @@ fn push(world: &PgWorld, path: &Path) -> Output {
 
 #[test]
 fn bad_files_are_refused_and_nothing_stored_is_lost() {
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -479,7 +471,7 @@ fn bad_files_are_refused_and_nothing_stored_is_lost() {
 fn parallel_push_survives_kill_9() {
     use common::fault_proxy::{Fault, Target};
     use common::{Backend, TestRepo};
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();
@@ -616,7 +608,7 @@ fn key_cache_is_retired_by_key_remove() {
 fn push_and_fetch_on_s3_through_faults() {
     use common::fault_proxy::{Fault, Target};
     use common::{Backend, TestRepo};
-    if skip() {
+    if pg::skip() {
         return;
     }
     let world = PgWorld::new();

@@ -18,6 +18,15 @@ pub fn available() -> bool {
     Path::new(PG_BIN).join("initdb").exists()
 }
 
+/// True (with a note) when a test must be skipped because PostgreSQL 15 is missing.
+pub fn skip() -> bool {
+    if !available() {
+        eprintln!("PostgreSQL 15 not installed; skipped");
+        return true;
+    }
+    false
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
