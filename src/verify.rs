@@ -21,7 +21,7 @@ use crate::repo::id::{content_hash, BlobId, PackId, SnapshotId};
 use crate::repo::index::IndexPack;
 use crate::repo::master_index::MasterIndex;
 use crate::repo::pack::{read_pack_trailer, PackEntry};
-use crate::repo::tree::{NodeKind, Tree};
+use crate::repo::tree::{decode_list, NodeKind, Tree};
 use crate::repo::{layout, RepoError, Repository};
 
 /// One thing wrong with the repository.
@@ -219,7 +219,25 @@ pub async fn verify(
                         ),
                     },
                     NodeKind::File => {
-                        for blob in node.content {
+                        let mut content = node.content;
+                        for list in &node.content_lists {
+                            needed_by.entry(*list).or_insert(id);
+                            match repo
+                                .read_blob(&master, list)
+                                .await
+                                .map_err(|e| e.to_string())
+                                .and_then(|raw| decode_list(&raw))
+                            {
+                                Ok(ids) => content.extend(ids),
+                                Err(e) => report.problem(
+                                    None,
+                                    Some(*list),
+                                    Some(id),
+                                    format!("content list of {:?}: {e}", node.name),
+                                ),
+                            }
+                        }
+                        for blob in content {
                             needed_by.entry(blob).or_insert(id);
                             if !master.contains(&blob) {
                                 report.problem(

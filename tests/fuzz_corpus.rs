@@ -407,6 +407,7 @@ fn tree_value() -> Tree {
         gid: 1000,
         size: 0,
         content: Vec::new(),
+        content_lists: Vec::new(),
         subtree: None,
         target: None,
         target_hex: None,
@@ -425,6 +426,7 @@ fn tree_value() -> Tree {
             },
             Node {
                 mode: 0o755,
+                content_lists: Vec::new(),
                 subtree: Some(BlobId([3; 32])),
                 ..node("dir", NodeKind::Dir)
             },

@@ -26,6 +26,7 @@ fn node(name: &str, kind: NodeKind) -> Node {
         gid: 0,
         size: 0,
         content: Vec::new(),
+        content_lists: Vec::new(),
         subtree: None,
         target: None,
         target_hex: None,

@@ -16,6 +16,7 @@ use crate::repo::blob::{BlobKind, MAX_GROUP_MEMBERS};
 use crate::repo::crypto::Keys;
 use crate::repo::id::BlobId;
 use crate::repo::master_index::MasterIndex;
+use crate::repo::tree::{encode_list, INLINE_CONTENT, LIST_IDS};
 
 use super::seal::NewBlob;
 
@@ -27,7 +28,13 @@ pub const GROUP_BYTES: usize = 256 * 1024;
 /// One stream's content as stored: its blobs in order and its length.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamContent {
+    /// The content blobs in order, when there are at most [`INLINE_CONTENT`] of them;
+    /// otherwise empty, and `lists` names them.
     pub blobs: Vec<BlobId>,
+    /// List blobs naming the content blobs of a long stream, [`LIST_IDS`] at a time
+    /// (see `repo::tree`). Written as the stream goes, so a stream of any length holds at
+    /// most one list's worth of ids in memory.
+    pub lists: Vec<BlobId>,
     pub size: u64,
 }
 
@@ -80,6 +87,18 @@ impl Dedup {
     /// Forwards a blob not stored before; false when the sealers have gone away.
     fn offer(&mut self, kind: BlobKind, id: BlobId, data: Bytes) -> bool {
         !self.is_new(id, data.len()) || self.output.send(NewBlob::One { kind, id, data }).is_ok()
+    }
+
+    /// Stores `current`'s pending ids as one list blob.
+    fn flush_list(&mut self, keys: &Keys, current: &mut StreamContent) -> bool {
+        if current.blobs.is_empty() {
+            return true;
+        }
+        let list = Bytes::from(encode_list(&current.blobs));
+        current.blobs.clear();
+        let id = keys.blob_id(&list);
+        current.lists.push(id);
+        self.offer(BlobKind::Data, id, list)
     }
 
     /// Forwards the pages gathered so far, together when there are several.
@@ -140,7 +159,9 @@ pub fn run_hasher(
                 let id = keys.blob_id(&data);
                 current.size += data.len() as u64;
                 current.blobs.push(id);
-                dedup.offer(BlobKind::Data, id, data)
+                let listed =
+                    current.blobs.len() < LIST_IDS || dedup.flush_list(&keys, &mut current);
+                listed && dedup.offer(BlobKind::Data, id, data)
             }
             HashJob::Pages { data, page } => {
                 let mut alive = true;
@@ -149,6 +170,9 @@ pub fn run_hasher(
                     let id = keys.blob_id(piece);
                     current.size += piece.len() as u64;
                     current.blobs.push(id);
+                    if current.blobs.len() >= LIST_IDS {
+                        alive &= dedup.flush_list(&keys, &mut current);
+                    }
                     if dedup.is_new(id, piece.len()) {
                         group.members.push((id, piece.len()));
                         group.data.extend_from_slice(piece);
@@ -163,6 +187,10 @@ pub fn run_hasher(
             }
             HashJob::EndStream(reply) => {
                 if !dedup.flush_pages(&mut group) {
+                    break;
+                }
+                let long = !current.lists.is_empty() || current.blobs.len() > INLINE_CONTENT;
+                if long && !dedup.flush_list(&keys, &mut current) {
                     break;
                 }
                 // A dropped reply only means the source gave up waiting.

@@ -40,6 +40,12 @@ pub struct Node {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<BlobId>,
+    /// For files of more than [`INLINE_CONTENT`] blobs, instead of `content`: data blobs
+    /// each holding up to [`LIST_IDS`] content ids (see [`decode_list`]), so that a tree
+    /// stays small whatever the size of its files, and an unchanged stretch of a large
+    /// file's list dedups against the last backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content_lists: Vec<BlobId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<BlobId>,
     /// Symlink target (lossy when not UTF-8; exact bytes in `target_hex`).
@@ -47,6 +53,37 @@ pub struct Node {
     pub target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_hex: Option<String>,
+}
+
+/// Most content ids a node lists inline; longer contents go to list blobs.
+pub const INLINE_CONTENT: usize = 1024;
+/// Content ids per list blob (2 MiB of ids: 512 MiB of 8 KiB pages).
+pub const LIST_IDS: usize = 65536;
+
+/// A list blob's bytes: the ids back to back.
+pub fn encode_list(ids: &[BlobId]) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.0).collect()
+}
+
+/// The ids of a list blob.
+///
+/// # Errors
+/// When the length is not a whole number (1 to [`LIST_IDS`]) of 32-byte ids.
+pub fn decode_list(raw: &[u8]) -> Result<Vec<BlobId>, String> {
+    if raw.is_empty() || raw.len() % 32 != 0 || raw.len() / 32 > LIST_IDS {
+        return Err(format!(
+            "a content list of {} bytes is not 1 to {LIST_IDS} ids of 32 bytes",
+            raw.len()
+        ));
+    }
+    Ok(raw
+        .chunks_exact(32)
+        .map(|c| {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(c);
+            BlobId(id)
+        })
+        .collect())
 }
 
 /// Text for bytes that may not be UTF-8: (lossy display text, exact hex when needed).
@@ -99,5 +136,19 @@ impl Tree {
     /// The JSON error when `raw` is not a tree.
     pub fn decode(raw: &[u8]) -> Result<Tree, serde_json::Error> {
         serde_json::from_slice(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_lists_round_trip_and_refuse_bad_lengths() {
+        let ids: Vec<BlobId> = (0..3u8).map(|n| BlobId([n; 32])).collect();
+        assert_eq!(decode_list(&encode_list(&ids)).unwrap(), ids);
+        assert!(decode_list(&[]).is_err());
+        assert!(decode_list(&[0; 33]).is_err());
+        assert!(decode_list(&vec![0; 32 * (LIST_IDS + 1)]).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::repo::blob::BlobKind;
 use crate::repo::id::{BlobId, SnapshotId};
 use crate::repo::master_index::MasterIndex;
-use crate::repo::tree::{Node, NodeKind, Tree};
+use crate::repo::tree::{decode_list, Node, NodeKind, Tree};
 use crate::repo::{RepoError, Repository};
 
 use super::RestoreError;
@@ -19,6 +19,23 @@ use super::RestoreError;
 pub struct PlannedEntry {
     pub path: PathBuf,
     pub node: Node,
+}
+
+/// The content ids a file's list blobs name, in order.
+async fn read_lists(
+    repo: &Repository,
+    index: &MasterIndex,
+    lists: &[BlobId],
+) -> Result<Vec<BlobId>, String> {
+    let mut ids = Vec::new();
+    for list in lists {
+        let raw = repo
+            .read_blob(index, list)
+            .await
+            .map_err(|e| format!("content list {list}: {e}"))?;
+        ids.extend(decode_list(&raw).map_err(|e| format!("content list {list}: {e}"))?);
+    }
+    Ok(ids)
 }
 
 /// A name that is safe as a single path component.
@@ -84,6 +101,17 @@ pub async fn plan_tree(
                 });
             }
             let path = dir.join(&name);
+            let mut node = node;
+            if !node.content_lists.is_empty() {
+                node.content =
+                    read_lists(repo, index, &node.content_lists)
+                        .await
+                        .map_err(|reason| RestoreError::BadTree {
+                            snapshot,
+                            tree: tree_id,
+                            reason: format!("{:?}: {reason}", node.name),
+                        })?;
+            }
             if node.kind == NodeKind::Dir {
                 let sub = node.subtree.ok_or_else(|| RestoreError::BadTree {
                     snapshot,

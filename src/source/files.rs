@@ -99,6 +99,7 @@ pub(crate) fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Nod
         gid: meta.gid(),
         size: 0,
         content: Vec::new(),
+        content_lists: Vec::new(),
         subtree: None,
         target: None,
         target_hex: None,
@@ -284,6 +285,7 @@ impl<'a> Walk<'a> {
                 let content = self.session.wait(pending)?;
                 node.size = content.size;
                 node.content = content.blobs;
+                node.content_lists = content.lists;
             }
             tree.nodes.push(node);
         }

@@ -367,6 +367,7 @@ impl Source for PgDumpSource {
                 gid: 0,
                 size: content.size,
                 content: content.blobs,
+                content_lists: content.lists,
                 subtree: None,
                 target: None,
                 target_hex: None,

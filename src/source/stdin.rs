@@ -45,6 +45,7 @@ impl<R: Read + Send> Source for StdinSource<R> {
             gid: 0,
             size: content.size,
             content: content.blobs,
+            content_lists: content.lists,
             subtree: None,
             target: None,
             target_hex: None,
