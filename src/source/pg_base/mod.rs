@@ -1,12 +1,14 @@
 //! Physical base backups of a running PostgreSQL cluster.
 //!
 //! ```text
-//! pg_backup_start ─► walk PGDATA and each tablespace (server's skip rules, pages) ─► pg_backup_stop
-//!                 ─► backup_label, tablespace_map, empty pg_wal added ─► wait for the WAL ─► snapshot
+//! pg_backup_start ─► walk each tablespace, then PGDATA, pg_control last (server's skip
+//!                    rules, pages) ─► pg_backup_stop ─► backup_label, tablespace_map, empty
+//!                    pg_wal added ─► wait for the WAL ─► snapshot
 //! ```
 //! Relation files are cut into pages (`block_size`), so tomorrow's full backup stores
 //! only the pages that changed; the new pages of a file are compressed together in
-//! groups. The snapshot's root tree holds `pgdata/` (the data directory as a restore
+//! groups, and long files list their pages through content lists. The snapshot's root
+//! tree holds `pgdata/` (the data directory as a restore
 //! must lay it out, `backup_label` included) and `tablespaces/<oid>/` (the contents of
 //! each tablespace directory). Its `source` object records the LSNs, timeline, system
 //! identifier and version, and the label and map byte-exact.
