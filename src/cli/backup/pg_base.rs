@@ -34,6 +34,10 @@ pub struct PgBaseArgs {
     /// `-` for standard input, `spawn` to run pg_basebackup against --dbname.
     #[arg(long, value_name = "spawn|-")]
     from_stream: Option<String>,
+    /// Directory of pg_basebackup for `--from-stream spawn` (default: PATH, else the
+    /// newest /usr/lib/postgresql/*/bin).
+    #[arg(long, value_name = "DIR")]
+    pg_bin: Option<PathBuf>,
     /// Ask the server for an immediate checkpoint (default: a spread one, gentler on a
     /// busy server, as pg_basebackup and pgBackRest do).
     #[arg(long)]
@@ -88,6 +92,7 @@ pub(super) fn source(
                 conninfo: dbname,
                 fast_checkpoint: args.fast,
                 label,
+                pg_bin: args.pg_bin,
             }
         }
         Some(other) => {

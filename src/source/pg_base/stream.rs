@@ -38,6 +38,8 @@ pub enum StreamInput {
         conninfo: String,
         fast_checkpoint: bool,
         label: String,
+        /// Where the client programs are (`--pg-bin`); found as for pg_dump otherwise.
+        pg_bin: Option<std::path::PathBuf>,
     },
 }
 
@@ -380,8 +382,13 @@ fn check_manifest(learned: &Learned) -> Result<Manifest, PipelineError> {
 }
 
 /// `pg_basebackup` writing the backup as one tar stream to its stdout.
-fn spawn_basebackup(conninfo: &str, fast: bool, label: &str) -> Result<ChildStream, PipelineError> {
-    let tools = PgTools::locate(None).map_err(|e| stream_error(e.to_string()))?;
+fn spawn_basebackup(
+    conninfo: &str,
+    fast: bool,
+    label: &str,
+    pg_bin: Option<&std::path::Path>,
+) -> Result<ChildStream, PipelineError> {
+    let tools = PgTools::locate(pg_bin).map_err(|e| stream_error(e.to_string()))?;
     let info: ConnInfo = conninfo
         .parse()
         .map_err(|e: ConnInfoError| stream_error(e.to_string()))?;
@@ -409,8 +416,10 @@ impl Source for StreamSource {
                 conninfo,
                 fast_checkpoint,
                 label,
+                pg_bin,
             } => {
-                let mut child = spawn_basebackup(conninfo, *fast_checkpoint, label)?;
+                let mut child =
+                    spawn_basebackup(conninfo, *fast_checkpoint, label, pg_bin.as_deref())?;
                 let mut stdout = std::io::BufReader::with_capacity(1 << 20, &mut child);
                 // A failed child ends its output early, so the tar reader's error already
                 // carries pg_basebackup's own (ChildStream reports it at the end of the
