@@ -113,6 +113,13 @@ fn backup_under_load_restores_and_replays_to_the_same_data() {
             .stderr(Stdio::null());
         cmd.spawn().unwrap()
     };
+    // pg_stat_tmp as a symlink to elsewhere (a tmpfs, say): restored as a real, empty
+    // directory.
+    let stat_tmp = world.root().join("stat-tmp");
+    world.mkdir(&stat_tmp);
+    std::fs::write(stat_tmp.join("leftover"), "x").unwrap();
+    std::fs::remove_dir_all(primary.data.join("pg_stat_tmp")).unwrap();
+    std::os::unix::fs::symlink(&stat_tmp, primary.data.join("pg_stat_tmp")).unwrap();
     // Tables created and dropped all through the copy: files vanish under the walk, as
     // PostgreSQL's docs say they will.
     let churn_sql = world.root().join("churn.sql");
@@ -185,6 +192,9 @@ fn backup_under_load_restores_and_replays_to_the_same_data() {
     assert!(files.join("backup_label").is_file());
     assert!(!files.join("postmaster.pid").exists());
     assert_eq!(std::fs::read_dir(files.join("pg_wal")).unwrap().count(), 1);
+    let restored_stat = files.join("pg_stat_tmp");
+    assert!(restored_stat.symlink_metadata().unwrap().is_dir());
+    assert_eq!(std::fs::read_dir(&restored_stat).unwrap().count(), 0);
     restored.start();
     restored.wait_promoted();
     assert!(

@@ -161,6 +161,18 @@ impl<'a> Walk<'a> {
         if keep == Keep::No {
             return Ok(None);
         }
+        if keep == Keep::EmptyDir && !file_type.is_dir() {
+            // A kept-empty directory that is a symlink elsewhere is stored as the real,
+            // empty directory a restore needs (PostgreSQL's base backup does the same).
+            let mut node = base_node(name, &meta, NodeKind::Dir);
+            node.mode = 0o700;
+            node.subtree = Some(self.store_tree(Vec::new())?);
+            self.report.stats.dirs += 1;
+            return Ok(Some(Entry {
+                node,
+                pending: None,
+            }));
+        }
         if file_type.is_file() {
             let file = match File::open(path) {
                 Ok(file) => file,

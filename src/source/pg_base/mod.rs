@@ -229,18 +229,27 @@ pub(crate) fn file_node(name: &str, like: &fs::Metadata) -> Node {
     node
 }
 
-/// The empty `pg_wal/` (with `archive_status/`) a restored data directory needs.
+/// The empty `pg_wal/` (with `archive_status/`, and from PostgreSQL 17 on `summaries/`) a
+/// restored data directory needs.
 pub(crate) fn empty_pg_wal(
     walk: &mut Walk<'_>,
     like: &fs::Metadata,
+    major: u32,
 ) -> Result<Entry, PipelineError> {
-    let status = walk.store_tree(Vec::new())?;
-    let status = Entry {
-        node: dir_node("archive_status", status, like),
-        pending: None,
-    };
-    let pg_wal = walk.store_tree(vec![status])?;
-    walk.report.stats.dirs += 2;
+    let empty = walk.store_tree(Vec::new())?;
+    let mut subdirs = vec!["archive_status"];
+    if major >= 17 {
+        subdirs.push("summaries");
+    }
+    let entries = subdirs
+        .iter()
+        .map(|name| Entry {
+            node: dir_node(name, empty, like),
+            pending: None,
+        })
+        .collect();
+    let pg_wal = walk.store_tree(entries)?;
+    walk.report.stats.dirs += 1 + subdirs.len() as u64;
     Ok(Entry {
         node: dir_node("pg_wal", pg_wal, like),
         pending: None,
@@ -400,7 +409,11 @@ impl Source for PgBaseSource {
             let node = file_node("tablespace_map", &pgdata_meta);
             entries.push(walk.bytes_entry(node, spcmapfile.as_bytes())?);
         }
-        entries.push(empty_pg_wal(&mut walk, &pgdata_meta)?);
+        entries.push(empty_pg_wal(
+            &mut walk,
+            &pgdata_meta,
+            facts.version_num / 10000,
+        )?);
         let pgdata_tree = walk.store_tree(entries)?;
         let tree = store_root(&mut walk, pgdata_tree, &tablespaces, &pgdata_meta)?;
         let timeline = runtime

@@ -45,7 +45,8 @@ impl WalkRules for DataDirRules {
         if SKIP_FILES.contains(&name) {
             return Keep::No;
         }
-        if is_dir && EMPTY_DIRS.contains(&name) {
+        // Kept empty even when a symlink leads elsewhere (a tmpfs for pg_stat_tmp, say).
+        if EMPTY_DIRS.contains(&name) && (is_dir || path.is_dir()) {
             return Keep::EmptyDir;
         }
         // pg_wal (a directory or a symlink to one) is stored as an empty directory by
