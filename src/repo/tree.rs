@@ -55,6 +55,29 @@ pub struct Node {
     pub target_hex: Option<String>,
 }
 
+impl Node {
+    /// A node named by the exact bytes `name`, private (0600 files, 0700 others), owned by
+    /// root, timestamped now, empty; sources set what they know.
+    pub fn new(name: &[u8], kind: NodeKind) -> Node {
+        let (name, name_hex) = text_and_hex(name.to_vec());
+        Node {
+            name,
+            name_hex,
+            kind,
+            mode: if kind == NodeKind::File { 0o600 } else { 0o700 },
+            mtime_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
+            uid: 0,
+            gid: 0,
+            size: 0,
+            content: Vec::new(),
+            content_lists: Vec::new(),
+            subtree: None,
+            target: None,
+            target_hex: None,
+        }
+    }
+}
+
 /// Most content ids a node lists inline; longer contents go to list blobs.
 pub const INLINE_CONTENT: usize = 1024;
 /// Content ids per list blob (2 MiB of ids: 512 MiB of 8 KiB pages).

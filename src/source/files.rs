@@ -85,11 +85,7 @@ pub(crate) struct Walk<'a> {
 }
 
 pub(crate) fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Node {
-    let (name, name_hex) = text_and_hex(name.to_vec());
     Node {
-        name,
-        name_hex,
-        kind,
         mode: meta.mode() & 0o7777,
         mtime_ns: meta
             .mtime()
@@ -97,12 +93,7 @@ pub(crate) fn base_node(name: &[u8], meta: &fs::Metadata, kind: NodeKind) -> Nod
             .saturating_add(meta.mtime_nsec()),
         uid: meta.uid(),
         gid: meta.gid(),
-        size: 0,
-        content: Vec::new(),
-        content_lists: Vec::new(),
-        subtree: None,
-        target: None,
-        target_hex: None,
+        ..Node::new(name, kind)
     }
 }
 

@@ -14,9 +14,10 @@ pub use pg_base::{PgBaseOptions, PgBaseSource};
 pub use pg_dump::PgDumpSource;
 pub use stdin::StdinSource;
 
-use crate::pipeline::{BackupSession, PipelineError};
+use crate::pipeline::{BackupSession, PipelineError, StreamContent};
 use crate::repo::id::BlobId;
 use crate::repo::snapshot::SnapshotStats;
+use crate::repo::tree::{Node, NodeKind};
 
 /// What a source reports once its input is consumed.
 #[derive(Debug)]
@@ -49,4 +50,15 @@ pub trait Source: Send {
     /// # Errors
     /// A read or pipeline failure that makes the backup unusable.
     fn run(&mut self, session: &mut BackupSession) -> Result<SourceOutcome, PipelineError>;
+}
+
+/// A file node named `name` holding a stream's content as the hasher gave it (its blobs,
+/// or for a long stream its content lists).
+pub(crate) fn stream_node(name: &[u8], content: StreamContent) -> Node {
+    Node {
+        size: content.size,
+        content: content.blobs,
+        content_lists: content.lists,
+        ..Node::new(name, NodeKind::File)
+    }
 }

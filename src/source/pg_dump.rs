@@ -31,7 +31,7 @@ use crate::pg::tools::{PgTools, ToolsError};
 use crate::pipeline::{BackupSession, PipelineError};
 use crate::repo::blob::BlobKind;
 use crate::repo::config::{ChunkerAlgorithm, ChunkerParams};
-use crate::repo::tree::{Node, NodeKind, Tree};
+use crate::repo::tree::Tree;
 
 use super::child::ChildStream;
 use super::{Source, SourceOutcome, SourceReport};
@@ -357,21 +357,7 @@ impl Source for PgDumpSource {
                 first_header.get_or_insert(header);
             }
             dumps.push(serde_json::Value::Object(entry));
-            nodes.push(Node {
-                name: stream.file,
-                name_hex: None,
-                kind: NodeKind::File,
-                mode: 0o600,
-                mtime_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
-                uid: 0,
-                gid: 0,
-                size: content.size,
-                content: content.blobs,
-                content_lists: content.lists,
-                subtree: None,
-                target: None,
-                target_hex: None,
-            });
+            nodes.push(super::stream_node(stream.file.as_bytes(), content));
         }
         nodes.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         let files = nodes.len() as u64;

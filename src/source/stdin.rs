@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use crate::pipeline::{BackupSession, PipelineError};
 use crate::repo::blob::BlobKind;
-use crate::repo::tree::{Node, NodeKind, Tree};
+use crate::repo::tree::Tree;
 
 use super::{Source, SourceOutcome, SourceReport};
 
@@ -34,22 +34,7 @@ impl<R: Read + Send> Source for StdinSource<R> {
         let mut splitter = session.content_splitter();
         let pending = session.add_stream(reader, &mut splitter, None, "standard input")?;
         let content = session.wait(pending)?;
-        let now = chrono::Utc::now();
-        let node = Node {
-            name: self.name.clone(),
-            name_hex: None,
-            kind: NodeKind::File,
-            mode: 0o600,
-            mtime_ns: now.timestamp_nanos_opt().unwrap_or(0),
-            uid: 0,
-            gid: 0,
-            size: content.size,
-            content: content.blobs,
-            content_lists: content.lists,
-            subtree: None,
-            target: None,
-            target_hex: None,
-        };
+        let node = super::stream_node(self.name.as_bytes(), content);
         let tree = Tree { nodes: vec![node] };
         let tree_id = session.add_blob(BlobKind::Tree, Bytes::from(tree.encode()))?;
         let mut report = SourceReport::default();

@@ -115,11 +115,8 @@ fn stream_error(message: String) -> PipelineError {
 }
 
 fn node_of(name: &[u8], header: &tar::Header, kind: NodeKind) -> Node {
-    let (name, name_hex) = text_and_hex(name.to_vec());
+    let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
     Node {
-        name,
-        name_hex,
-        kind,
         mode: header.mode().unwrap_or(0o600) & 0o7777,
         mtime_ns: header
             .mtime()
@@ -127,43 +124,19 @@ fn node_of(name: &[u8], header: &tar::Header, kind: NodeKind) -> Node {
             .and_then(|s| i64::try_from(s).ok())
             .unwrap_or(0)
             .saturating_mul(1_000_000_000),
-        uid: header
-            .uid()
-            .ok()
-            .and_then(|u| u32::try_from(u).ok())
-            .unwrap_or(0),
-        gid: header
-            .gid()
-            .ok()
-            .and_then(|g| u32::try_from(g).ok())
-            .unwrap_or(0),
-        size: 0,
-        content: Vec::new(),
-        content_lists: Vec::new(),
-        subtree: None,
-        target: None,
-        target_hex: None,
+        uid: id(header.uid()),
+        gid: id(header.gid()),
+        ..Node::new(name, kind)
     }
 }
 
 /// A node the stream implies but does not carry (a parent directory, the `pgdata` root,
 /// the kept manifest): owned like the stream's members, private, timestamped now.
 fn synthetic(name: &[u8], kind: NodeKind, owner: (u32, u32)) -> Node {
-    let (name, name_hex) = text_and_hex(name.to_vec());
     Node {
-        name,
-        name_hex,
-        kind,
-        mode: if kind == NodeKind::Dir { 0o700 } else { 0o600 },
-        mtime_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
         uid: owner.0,
         gid: owner.1,
-        size: 0,
-        content: Vec::new(),
-        content_lists: Vec::new(),
-        subtree: None,
-        target: None,
-        target_hex: None,
+        ..Node::new(name, kind)
     }
 }
 
@@ -255,8 +228,8 @@ fn read_tar<R: Read>(
         };
         let header = member.header().clone();
         if learned.sizes.is_empty() && learned.owner == (0, 0) {
-            let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
-            learned.owner = (id(header.uid()).unwrap_or(0), id(header.gid()).unwrap_or(0));
+            let owner = node_of(b"", &header, NodeKind::Dir);
+            learned.owner = (owner.uid, owner.gid);
         }
         let kind = header.entry_type();
         let dir = root.at(parents)?;
