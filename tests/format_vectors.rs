@@ -1548,19 +1548,13 @@ fn envelope_vectors() {
 
 fn file_node(name: &str, content: Vec<BlobId>, size: u64, mode: u32, offset_s: i64) -> Node {
     Node {
-        name: name.into(),
-        name_hex: None,
-        kind: NodeKind::File,
         mode,
         mtime_ns: EPOCH_NS + offset_s * 1_000_000_000 + 123_456_789,
         uid: 1000,
         gid: 1000,
         size,
         content,
-        content_lists: Vec::new(),
-        subtree: None,
-        target: None,
-        target_hex: None,
+        ..Node::new(name.as_bytes(), NodeKind::File)
     }
 }
 
@@ -1605,34 +1599,20 @@ fn gen_pack_case(kind: CipherKind) -> (Value, Vec<Value>) {
             file_node("abc.txt", vec![ids[0]], 3, 0o644, 1),
             odd,
             Node {
-                name: "empty-dir".into(),
-                name_hex: None,
-                kind: NodeKind::Dir,
                 mode: 0o755,
                 mtime_ns: EPOCH_NS,
                 uid: 1000,
                 gid: 1000,
-                size: 0,
-                content: Vec::new(),
-                content_lists: Vec::new(),
                 subtree: Some(empty_tree_id),
-                target: None,
-                target_hex: None,
+                ..Node::new(b"empty-dir", NodeKind::Dir)
             },
             Node {
-                name: "link".into(),
-                name_hex: None,
-                kind: NodeKind::Symlink,
                 mode: 0o777,
                 mtime_ns: EPOCH_NS,
                 uid: 1000,
                 gid: 1000,
-                size: 0,
-                content: Vec::new(),
-                content_lists: Vec::new(),
-                subtree: None,
                 target: Some("abc.txt".into()),
-                target_hex: None,
+                ..Node::new(b"link", NodeKind::Symlink)
             },
             file_node(
                 "relation",

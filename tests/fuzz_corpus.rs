@@ -398,19 +398,11 @@ fn snapshot_value() -> Snapshot {
 
 fn tree_value() -> Tree {
     let node = |name: &str, kind: NodeKind| Node {
-        name: name.into(),
-        name_hex: None,
-        kind,
         mode: 0o644,
         mtime_ns: 1_700_000_000_123_456_789,
         uid: 1000,
         gid: 1000,
-        size: 0,
-        content: Vec::new(),
-        content_lists: Vec::new(),
-        subtree: None,
-        target: None,
-        target_hex: None,
+        ..Node::new(name.as_bytes(), kind)
     };
     let (lossy, hex) = stowage::repo::tree::text_and_hex(b"caf\xe9".to_vec());
     Tree {
@@ -426,7 +418,6 @@ fn tree_value() -> Tree {
             },
             Node {
                 mode: 0o755,
-                content_lists: Vec::new(),
                 subtree: Some(BlobId([3; 32])),
                 ..node("dir", NodeKind::Dir)
             },

@@ -17,19 +17,9 @@ use stowage::store::LocalStore;
 
 fn node(name: &str, kind: NodeKind) -> Node {
     Node {
-        name: name.into(),
-        name_hex: None,
-        kind,
         mode: 0o644,
         mtime_ns: 0,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        content: Vec::new(),
-        content_lists: Vec::new(),
-        subtree: None,
-        target: None,
-        target_hex: None,
+        ..Node::new(name.as_bytes(), kind)
     }
 }
 
