@@ -89,29 +89,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"   # log, warn, die, has, q
 # ------------------------------------------------------------------ summary
 # summarize RESULTS: Markdown from facts.tsv, {base,dump}.json, oneshot.tsv, rss.tsv
 summarize() {
-    python3 - "$1" <<'PY'
-import csv, json, os, sys
+    BENCH_LIB="$(dirname "${BASH_SOURCE[0]}")/lib" python3 - "$1" <<'PY'
+import json, os, sys
+from functools import partial
+
+sys.path.insert(0, os.environ["BENCH_LIB"])
+import summary  # noqa: E402  (benches/lib/summary.py)
 
 results = sys.argv[1]
 
-def read_tsv(name):
-    path = os.path.join(results, name)
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-def table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-def group(name):
-    path = os.path.join(results, f"{name}.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {r["command"]: r for r in json.load(f)["results"]}
+read_tsv = partial(summary.read_tsv, results)
+group = partial(summary.group, results)
+table = summary.table
 
 def num(v):
     try:

@@ -58,8 +58,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"   # log, warn, die, has, q
 # ------------------------------------------------------------------ summary
 # summarize RESULTS: Markdown from inputs.tsv, INPUT-{backup,restore}.json, stored.tsv, rss.tsv
 summarize() {
-    python3 - "$1" <<'PY'
-import csv, json, os, sys
+    BENCH_LIB="$(dirname "${BASH_SOURCE[0]}")/lib" python3 - "$1" <<'PY'
+import json, os, sys
+from functools import partial
+
+sys.path.insert(0, os.environ["BENCH_LIB"])
+import summary  # noqa: E402  (benches/lib/summary.py)
 
 results = sys.argv[1]
 MIN_RATIO = 0.8
@@ -70,17 +74,8 @@ PAIRS = [
     ("restore", "local restore", "s3 restore", "restore latest --to DIR"),
 ]
 
-def read_tsv(name):
-    path = os.path.join(results, name)
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-def table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
+read_tsv = partial(summary.read_tsv, results)
+table = summary.table
 
 size = {r["input"]: int(r["bytes"]) for r in read_tsv("inputs.tsv")}
 means = {}  # means[input][group][command] = (mean, stddev)

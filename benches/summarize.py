@@ -6,10 +6,12 @@ JSON exports INPUT-GROUP.json, stored.tsv (bytes each tool stored) and rss.tsv (
 Throughput is input bytes / mean wall time, in MB/s (10^6 bytes per second); a ratio
 "stowage/X" is stowage's throughput over X's (above 1: stowage is faster).
 """
-import csv
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from summary import read_tsv, table  # noqa: E402  (benches/lib/summary.py)
 
 GROUPS = ["first", "second", "cat", "verify"]
 
@@ -29,19 +31,6 @@ SECOND_BACKUP_MIN_MBS = 1000.0
 RSS_MAX_MIB = 200.0
 
 
-def read_tsv(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def table(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
 def verdict(value, minimum):
     if value is None:
         return "n/a"
@@ -52,9 +41,9 @@ def verdict(value, minimum):
 
 def main():
     results = sys.argv[1] if len(sys.argv) > 1 else "."
-    inputs = read_tsv(os.path.join(results, "inputs.tsv"))
+    inputs = read_tsv(results, "inputs.tsv")
     size = {r["input"]: int(r["bytes"]) for r in inputs}
-    stored = read_tsv(os.path.join(results, "stored.tsv"))
+    stored = read_tsv(results, "stored.tsv")
 
     # means[input][group][command] = (mean, stddev)
     means = {}
@@ -111,7 +100,7 @@ def main():
                      f">= {SECOND_BACKUP_MIN_MBS:.0f} MB/s", verdict(v, SECOND_BACKUP_MIN_MBS)])
     print(table(["input", "what", "value", "target", "verdict"], rows))
 
-    rss = read_tsv(os.path.join(results, "rss.tsv"))
+    rss = read_tsv(results, "rss.tsv")
     if rss:
         print("\n## Peak RSS of one backup (/usr/bin/time -v), MiB\n")
         labels = list(dict.fromkeys(r["label"] for r in rss))
