@@ -100,15 +100,10 @@ where
     Ok(Source::Repository)
 }
 
-/// The system identifier in `global/pg_control` of the data directory `dest` is in
-/// (`restore_command` runs there, with `%p` = `pg_wal/RECOVERYXLOG`), if there is one.
-/// `pg_control` starts with it (`reference/postgresql.md` §5).
+/// The system identifier of the data directory `dest` is in (`restore_command` runs
+/// there, with `%p` = `pg_wal/RECOVERYXLOG`), if there is one.
 fn control_system_identifier(dest: &Path) -> Option<u64> {
-    let data = dest.parent()?.parent()?;
-    let mut file = std::fs::File::open(data.join("global").join("pg_control")).ok()?;
-    let mut id = [0u8; 8];
-    std::io::Read::read_exact(&mut file, &mut id).ok()?;
-    Some(u64::from_le_bytes(id))
+    crate::pg::control::system_identifier(dest.parent()?.parent()?).ok()
 }
 
 /// Whether a prefetched file is still what it claims: its first page names this segment,

@@ -15,8 +15,7 @@ pub use manifest::Manifest;
 pub use server::{config, describe, Server, ServerFacts, StopResult};
 pub use wait::{needed_segments, wait_for_wal, WalWait};
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::repo::RepoError;
 
@@ -90,16 +89,4 @@ pub enum BackupError {
     Stream(String),
     #[error(transparent)]
     Repo(#[from] RepoError),
-}
-
-/// The system identifier in `global/pg_control` of data directory `pgdata`: the first
-/// eight bytes, little-endian on every platform stowage runs on (`reference/postgresql.md` §5).
-///
-/// # Errors
-/// The file cannot be opened or is shorter than eight bytes.
-pub fn control_system_identifier(pgdata: &Path) -> std::io::Result<u64> {
-    let mut file = std::fs::File::open(pgdata.join("global").join("pg_control"))?;
-    let mut id = [0u8; 8];
-    file.read_exact(&mut id)?;
-    Ok(u64::from_le_bytes(id))
 }

@@ -28,8 +28,7 @@ use serde_json::{json, Map, Value};
 use tokio::runtime::Handle;
 
 use crate::pg::backup::{
-    control_system_identifier, needed_segments, wait_for_wal, BackupError, BackupLabel, Server,
-    ServerFacts, StopResult,
+    needed_segments, wait_for_wal, BackupError, BackupLabel, Server, ServerFacts, StopResult,
 };
 use crate::pg::wal::name::Lsn;
 use crate::pipeline::{BackupSession, PipelineError};
@@ -79,11 +78,12 @@ impl PgBaseSource {
             return Err(BackupError::NotArchiving);
         }
         let given = &self.options.pgdata;
-        let found =
-            control_system_identifier(given).map_err(|source| BackupError::NoControlFile {
+        let found = crate::pg::control::system_identifier(given).map_err(|source| {
+            BackupError::NoControlFile {
                 given: given.clone(),
                 source,
-            })?;
+            }
+        })?;
         if found != facts.system_identifier {
             return Err(BackupError::SystemMismatch {
                 given: given.clone(),

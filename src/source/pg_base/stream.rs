@@ -331,9 +331,7 @@ fn learn(learned: &mut Learned, parents: &[&[u8]], name: &[u8], data: &[u8]) {
         ([], b"backup_manifest") => learned.manifest = Some(data.to_vec()),
         ([], b"PG_VERSION") => learned.pg_version = Some(text().trim().to_string()),
         ([b"global"], b"pg_control") => {
-            learned.system_identifier = data
-                .get(..8)
-                .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            learned.system_identifier = crate::pg::control::system_identifier_of(data)
         }
         _ => {}
     }
