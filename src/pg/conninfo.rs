@@ -403,6 +403,20 @@ fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
     String::from_utf8(out).map_err(|_| syntax("a URI decodes to invalid UTF-8"))
 }
 
+/// Where a connection goes, for messages: `user@host:port/database` as libpq's defaults
+/// resolve them, never the password.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("?");
+    let db = config.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{db}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

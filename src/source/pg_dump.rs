@@ -92,7 +92,7 @@ pub enum PgDumpError {
     Tools(#[from] ToolsError),
     #[error(transparent)]
     ConnInfo(#[from] ConnInfoError),
-    #[error("listing the databases of {server}")]
+    #[error("listing the databases as {server}")]
     List {
         server: String,
         #[source]
@@ -102,32 +102,18 @@ pub enum PgDumpError {
     NoDatabases { server: String },
 }
 
-/// Where a connection goes, for messages: host, port and user, never the password.
-fn describe_server(conn: &ConnInfo) -> String {
-    let host = conn
-        .get("host")
-        .or_else(|| conn.get("hostaddr"))
-        .map(str::to_string)
-        .or_else(|| std::env::var("PGHOST").ok())
-        .unwrap_or_else(|| "the local server".into());
-    match conn.get("port") {
-        Some(port) => format!("{host} port {port} (as {})", conn.user()),
-        None => format!("{host} (as {})", conn.user()),
-    }
-}
-
 /// The databases `pg_dumpall` would dump: every one that accepts connections, except
 /// templates, by name.
 ///
 /// # Errors
 /// [`PgDumpError::List`] when the server cannot be reached or refuses the query.
 pub async fn list_databases(conn: &ConnInfo) -> Result<Vec<String>, PgDumpError> {
-    let server = describe_server(conn);
+    let config = conn.client_config()?;
+    let server = crate::pg::conninfo::describe(&config);
     let failed = |source| PgDumpError::List {
         server: server.clone(),
         source,
     };
-    let config = conn.client_config()?;
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::pg::conninfo::ConnInfo;
+use crate::pg::conninfo::{self, ConnInfo};
 
 use super::BackupError;
 use crate::pg::wal::name::Lsn;
@@ -90,7 +90,7 @@ impl Server {
     /// database, nothing listening).
     pub async fn connect(conninfo: &str) -> Result<Server, BackupError> {
         let config = config(conninfo)?;
-        let target = target_of(&config);
+        let target = conninfo::describe(&config);
         let (client, connection) =
             config
                 .connect(NoTls)
@@ -253,19 +253,6 @@ impl Server {
     }
 }
 
-/// `host:port` (or the socket directory) for messages; never the password.
-fn target_of(config: &Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let user = config.get_user().unwrap_or("?");
-    let db = config.get_dbname().unwrap_or(user);
-    format!("{user}@{host}:{port}/{db}")
-}
-
 /// Column `idx` of `row`, or an error naming what was being read: a server (or a proxy)
 /// answering with other types must not panic the backup.
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
@@ -325,7 +312,7 @@ mod tests {
     #[test]
     fn conninfo_gets_defaults_and_never_shows_the_password() {
         let parsed = config("host=/tmp port=5433 user=backup password=secret dbname=app").unwrap();
-        assert_eq!(target_of(&parsed), "backup@/tmp:5433/app");
+        assert_eq!(conninfo::describe(&parsed), "backup@/tmp:5433/app");
         assert!(matches!(
             config("host='"),
             Err(BackupError::Conninfo { .. })
