@@ -92,7 +92,7 @@ pub enum PgDumpError {
     Tools(#[from] ToolsError),
     #[error(transparent)]
     ConnInfo(#[from] ConnInfoError),
-    #[error("listing the databases as {server}")]
+    #[error("listing the databases of the server as {server}")]
     List {
         server: String,
         #[source]
