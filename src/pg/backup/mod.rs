@@ -50,7 +50,7 @@ pub enum BackupError {
         found: u64,
         server: u64,
     },
-    #[error("--pgdata {given}: cannot read global/pg_control: {source}")]
+    #[error("--pgdata {given}: cannot read global/pg_control")]
     NoControlFile {
         given: PathBuf,
         #[source]
