@@ -45,7 +45,7 @@ pub mod summary;
 
 pub use history::{check_backup_file, check_history, BackupFileInfo, HistoryEntry};
 pub use name::{Lsn, NameError, SegmentName, WalFileName};
-pub use summary::{check_segment, pg_timestamp_to_utc, SegmentSummary};
+pub use summary::{check_segment, pg_timestamp_to_utc, SegmentSummary, XidRange};
 
 use page::{major_for_magic, PageError};
 use record::RecordError;

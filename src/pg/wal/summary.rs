@@ -63,12 +63,56 @@ pub struct SegmentSummary {
     pub last_xact_time: Option<i64>,
     pub min_xact_time: Option<i64>,
     pub max_xact_time: Option<i64>,
+    /// The transaction ids those records ended, as a range in xid order (which wraps
+    /// at 2^32): every one lies `first..=last` going forward from `first`. What
+    /// `recovery_target_xid` is looked up in; absent in summaries written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xids: Option<XidRange>,
     pub restore_points: Vec<RestorePoint>,
     /// END_OF_RECOVERY records: a new timeline began here (two timelines can begin in
     /// one segment, so a list).
     pub end_of_recovery: Vec<EndOfRecovery>,
     /// Start LSNs of the base backups whose BACKUP_END record is in this segment.
     pub backup_end: Vec<Lsn>,
+}
+
+/// Transaction ids `first..=last`, counted forward modulo 2^32 as PostgreSQL compares
+/// them (`TransactionIdPrecedes`: `(a - b) as i32 < 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XidRange {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl XidRange {
+    /// Widens the range to take in `xid`.
+    pub fn add(range: Option<XidRange>, xid: u32) -> XidRange {
+        match range {
+            None => XidRange {
+                first: xid,
+                last: xid,
+            },
+            Some(mut r) => {
+                if (xid.wrapping_sub(r.first) as i32) < 0 {
+                    r.first = xid;
+                }
+                if (xid.wrapping_sub(r.last) as i32) > 0 {
+                    r.last = xid;
+                }
+                r
+            }
+        }
+    }
+
+    /// Whether `xid` lies in the range.
+    pub fn contains(&self, xid: u32) -> bool {
+        xid.wrapping_sub(self.first) <= self.last.wrapping_sub(self.first)
+    }
+
+    /// Whether every xid of the range precedes `xid`.
+    pub fn before(&self, xid: u32) -> bool {
+        (xid.wrapping_sub(self.last) as i32) > 0
+    }
 }
 
 /// A `pg_create_restore_point` record; `recovery_target_name` stops right after it.
@@ -109,6 +153,7 @@ impl SegmentSummary {
             last_xact_time: None,
             min_xact_time: None,
             max_xact_time: None,
+            xids: None,
             restore_points: Vec::new(),
             end_of_recovery: Vec::new(),
             backup_end: Vec::new(),
@@ -124,6 +169,7 @@ impl SegmentSummary {
                 self.last_xact_time = Some(end.time);
                 self.min_xact_time = Some(self.min_xact_time.map_or(end.time, |t| t.min(end.time)));
                 self.max_xact_time = Some(self.max_xact_time.map_or(end.time, |t| t.max(end.time)));
+                self.xids = Some(XidRange::add(self.xids, end.xid));
             }
             RecordKind::RestorePoint { time, name } => self.restore_points.push(RestorePoint {
                 lsn: record.lsn,
@@ -241,6 +287,22 @@ mod tests {
 
     /// Two segments: commits out of time order, a restore point, an abort, a record
     /// across the boundary, then a switch in the second one.
+    #[test]
+    fn xid_ranges_wrap_as_postgresql_counts() {
+        let mut r = XidRange::add(None, u32::MAX - 1);
+        r = XidRange::add(Some(r), 3);
+        r = XidRange::add(Some(r), u32::MAX);
+        assert_eq!(
+            r,
+            XidRange {
+                first: u32::MAX - 1,
+                last: 3
+            }
+        );
+        assert!(r.contains(0) && r.contains(u32::MAX) && !r.contains(4));
+        assert!(r.before(10) && !r.before(2));
+    }
+
     fn stream() -> Stream {
         let mut s = Stream::new(BASE, MIB);
         s.commit(10, 500);
@@ -280,6 +342,13 @@ mod tests {
                 summary.max_xact_time
             ),
             (Some(500), Some(600), Some(400), Some(600))
+        );
+        assert_eq!(
+            summary.xids,
+            Some(XidRange {
+                first: 10,
+                last: 12
+            })
         );
         assert_eq!(summary.restore_points.len(), 1);
         let rp = &summary.restore_points[0];
