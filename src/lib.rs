@@ -14,13 +14,16 @@
 //! | [`backup`] | one backup run end to end, snapshot last |
 //! | [`restore`] | snapshots back to files or streams, refusing path escapes |
 //! | [`verify`] | structural and full-data checks that name the culprit |
+//! | [`drill`] | restore drills: restore into scratch space, start, check, measure RTO and RPO |
 //! | [`pg`] | PostgreSQL's own files: WAL segment, history and backup files checked and summarized; dump headers, connection strings, client programs |
 //!
 //! Dependencies point one way: `source, pipeline → repo → store`. `formats/REPOSITORY.md`
 //! is the normative description of every stored byte.
 
 pub mod backup;
+pub mod drill;
 pub mod host;
+pub mod human;
 pub mod pg;
 pub mod pipeline;
 pub mod repo;

@@ -4,6 +4,7 @@
 //! renders the result. No pipeline logic lives here.
 
 mod backup;
+mod drill;
 mod gc;
 mod init;
 mod key;
@@ -81,10 +82,14 @@ pub enum Command {
     Backup(backup::BackupCommand),
     /// List snapshots.
     Snapshots(snapshots::SnapshotsArgs),
-    /// Restore a snapshot into a directory (or, `restore pg-dump`, a dump into PostgreSQL).
+    /// Restore a snapshot into a directory (`restore pg`: a cluster to a point in time;
+    /// `restore pg-dump`: a dump into PostgreSQL).
     Restore(restore::RestoreArgs),
     /// Stream one stored file to stdout (e.g. `| pg_restore`).
     Cat(restore::CatArgs),
+    /// Rehearse a restore: restore into scratch space, start PostgreSQL, reach the
+    /// target, run the check SQL, clean up, and report RTO and RPO.
+    Drill(drill::DrillArgs),
     /// Check the repository; with --read-data, every byte.
     Verify(verify::VerifyArgs),
     /// Abort writes left unfinished by killed backups (S3 multipart uploads, temp files).
@@ -203,6 +208,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(args) => runtime.block_on(restore::run_restore(&resolved, args)),
         Command::Cat(args) => runtime.block_on(restore::run_cat(&resolved, args)),
         Command::Verify(args) => runtime.block_on(verify::run(&resolved, args)),
+        Command::Drill(args) => runtime.block_on(drill::run(&resolved, args)),
         Command::Gc(args) => runtime.block_on(gc::run(&resolved, args)),
         Command::WalPush(args) => runtime.block_on(wal::run_push(&resolved, args)),
         Command::WalFetch(args) => runtime.block_on(wal::run_fetch(&resolved, args)),

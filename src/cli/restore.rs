@@ -1,5 +1,6 @@
-//! `stowage restore`, `stowage restore pg-dump` and `stowage cat`
+//! `stowage restore`, `stowage restore pg`, `stowage restore pg-dump` and `stowage cat`
 
+pub mod pg;
 mod pg_dump;
 
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ pub struct RestoreArgs {
 /// Restores that go somewhere other than a directory.
 #[derive(Debug, Subcommand)]
 pub enum RestoreInto {
+    /// Point-in-time restore of a PostgreSQL cluster: the newest base backup that ends
+    /// before the target, and recovery settings that replay the archived WAL up to it.
+    Pg(Box<pg::PgRestoreArgs>),
     /// Stream a pg-dump snapshot into pg_restore -d (or its globals.sql into psql).
     PgDump(Box<pg_dump::PgDumpRestoreArgs>),
 }
@@ -48,6 +52,7 @@ pub struct CatArgs {
 pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Result<()> {
     let (spec, to) = match (args.into, args.snapshot, args.to) {
         (Some(RestoreInto::PgDump(args)), _, _) => return pg_dump::run(settings, *args).await,
+        (Some(RestoreInto::Pg(args)), _, _) => return pg::run(settings, *args).await,
         (None, Some(spec), Some(to)) => (spec, to),
         _ => anyhow::bail!("restore needs a SNAPSHOT and --to DIR"),
     };

@@ -13,7 +13,10 @@
 //! 3. Directories are created, or found to be real directories (never symlinks), before
 //!    anything is written in them; files are opened with `O_NOFOLLOW`.
 
+pub mod delta;
+pub mod pg_base;
 pub mod pg_dump;
+pub mod pitr;
 mod plan;
 mod runs;
 mod write;
@@ -203,25 +206,80 @@ pub async fn restore_snapshot(
     parallel: usize,
 ) -> Result<RestoreStats, RestoreError> {
     let entries = plan_tree(repo, index, snapshot, tree).await?;
+    restore_entries(repo, index, entries, target, Mode::Fresh, parallel).await
+}
+
+/// How [`restore_entries`] treats what is already in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Files are created or truncated and written whole.
+    Fresh,
+    /// Delta: what the snapshot lacks is removed, and files are compared blob by blob
+    /// with the snapshot and patched where they differ ([`delta`]).
+    Delta,
+}
+
+/// Restores planned `entries` (paths relative to `target`, directories first) under
+/// `target`, created if missing.
+///
+/// # Errors
+/// A [`RestoreError`] naming the entry at fault; files written before it stay.
+pub async fn restore_entries(
+    repo: &Repository,
+    index: &MasterIndex,
+    entries: Vec<PlannedEntry>,
+    target: &Path,
+    mode: Mode,
+    parallel: usize,
+) -> Result<RestoreStats, RestoreError> {
     std::fs::create_dir_all(target).map_err(|source| RestoreError::Write {
         op: "create directory",
         path: target.to_path_buf(),
         source,
     })?;
-    let (writer, tx) = Writer::spawn(target.to_path_buf());
-    let jobs = entries.into_iter().flat_map(|entry| {
-        let is_file = entry.node.kind == NodeKind::File;
-        let blobs = if is_file {
-            entry.node.content.clone()
-        } else {
-            Vec::new()
-        };
-        let mut jobs = Vec::with_capacity(blobs.len() + 2);
-        jobs.push(Job::Pass(Op::Start(entry)));
-        jobs.extend(blobs.into_iter().map(Job::Blob));
-        if is_file {
-            jobs.push(Job::Pass(Op::EndFile));
+    let (entries, matches) = match mode {
+        Mode::Fresh => (entries, None),
+        Mode::Delta => {
+            let root = target.to_path_buf();
+            let keys = repo.keys().clone();
+            let index_ref = index;
+            // Reading and hashing the files is blocking work; the index is borrowed,
+            // so this runs on a scoped thread inside the blocking section.
+            let (entries, found) = tokio::task::block_in_place(|| {
+                delta::remove_extra(&root, &entries)?;
+                let found =
+                    delta::scan(&keys, index_ref, &root, &entries, crate::repo::wal::cores())?;
+                Ok::<_, RestoreError>((entries, found))
+            })?;
+            (entries, Some(found))
         }
+    };
+    let (writer, tx) = Writer::spawn(target.to_path_buf());
+    let mut matches = matches.map(Vec::into_iter);
+    let jobs = entries.into_iter().flat_map(|entry| {
+        let found = matches.as_mut().and_then(Iterator::next).flatten();
+        let is_file = entry.node.kind == NodeKind::File;
+        if !is_file {
+            return vec![Job::Pass(Op::Start(entry))];
+        }
+        let blobs = entry.node.content.clone();
+        let mut jobs = Vec::with_capacity(blobs.len() + 2);
+        match found {
+            None => {
+                jobs.push(Job::Pass(Op::Start(entry)));
+                jobs.extend(blobs.into_iter().map(Job::Blob));
+            }
+            Some(found) => {
+                jobs.push(Job::Pass(Op::Patch(entry)));
+                for (id, same) in blobs.into_iter().zip(found) {
+                    match (same, index.get(&id)) {
+                        (true, Some(loc)) => jobs.push(Job::Pass(Op::Skip(u64::from(loc.raw_len)))),
+                        _ => jobs.push(Job::Blob(id)),
+                    }
+                }
+            }
+        }
+        jobs.push(Job::Pass(Op::EndFile));
         jobs
     });
     let mut stream = ordered(repo, index, jobs, parallel).map_ok(|done| match done {

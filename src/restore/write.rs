@@ -20,12 +20,27 @@ pub struct RestoreStats {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// Bytes of restored files (kept ones included).
     pub bytes: u64,
+    /// Delta restores: bytes found already right on disk and left as they were, and the
+    /// files nothing had to be written to.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kept_bytes: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kept_files: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub(super) enum Op {
     Start(PlannedEntry),
+    /// A file that exists and is partly right: written in place, not truncated first.
+    Patch(PlannedEntry),
     Data(Bytes),
+    /// Bytes of the current file that are already right: moved over, not written.
+    Skip(u64),
     EndFile,
 }
 
@@ -33,7 +48,11 @@ struct OpenFile {
     path: PathBuf,
     node: Node,
     file: File,
+    /// Position in the file: bytes written plus bytes skipped.
     written: u64,
+    skipped: u64,
+    /// Opened in place (delta), so it may hold bytes past the new end.
+    in_place: bool,
 }
 
 pub(super) struct Writer {
@@ -75,6 +94,39 @@ struct State {
 }
 
 impl State {
+    /// Opens an existing regular file for writing in place (delta restores).
+    fn patch(&mut self, entry: PlannedEntry) -> Result<(), RestoreError> {
+        let path = self.root.join(&entry.path);
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(write_err("open file", &path))?;
+        self.current = Some(OpenFile {
+            path,
+            node: entry.node,
+            file,
+            written: 0,
+            skipped: 0,
+            in_place: true,
+        });
+        Ok(())
+    }
+
+    fn skip(&mut self, bytes: u64) -> Result<(), RestoreError> {
+        use std::io::{Seek, SeekFrom};
+        let Some(open) = self.current.as_mut() else {
+            return Err(RestoreError::WriterGone);
+        };
+        let by = i64::try_from(bytes).map_err(|_| RestoreError::WriterGone)?;
+        open.file
+            .seek(SeekFrom::Current(by))
+            .map_err(write_err("seek", &open.path))?;
+        open.written += bytes;
+        open.skipped += bytes;
+        Ok(())
+    }
+
     fn start(&mut self, entry: PlannedEntry) -> Result<(), RestoreError> {
         let path = self.root.join(&entry.path);
         let node = entry.node;
@@ -137,6 +189,8 @@ impl State {
                     node,
                     file,
                     written: 0,
+                    skipped: 0,
+                    in_place: false,
                 });
             }
         }
@@ -166,6 +220,15 @@ impl State {
             });
         }
         let path = &open.path;
+        if open.in_place {
+            open.file
+                .set_len(open.written)
+                .map_err(write_err("truncate", path))?;
+            self.stats.kept_bytes += open.skipped;
+            if open.skipped == open.written {
+                self.stats.kept_files += 1;
+            }
+        }
         open.file
             .set_permissions(fs::Permissions::from_mode(open.node.mode))
             .map_err(write_err("set mode", path))?;
@@ -204,7 +267,9 @@ impl Writer {
             while let Some(op) = rx.blocking_recv() {
                 match op {
                     Op::Start(entry) => state.start(entry)?,
+                    Op::Patch(entry) => state.patch(entry)?,
                     Op::Data(bytes) => state.data(&bytes)?,
+                    Op::Skip(bytes) => state.skip(bytes)?,
                     Op::EndFile => state.end_file()?,
                 }
             }
