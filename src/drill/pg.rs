@@ -218,6 +218,7 @@ async fn restore_files(
     let index = repo.load_index().await.map_err(|e| e.to_string())?;
     let mut target = drill.target.clone();
     target.action = crate::pg::recovery::TargetAction::Promote;
+    target.timeline = crate::pg::recovery::TimelineChoice::Id(plan.timeline);
     let mut settings = vec![("restore_command", drill.restore_command.clone())];
     settings.extend(target.settings());
     let to = Destination {

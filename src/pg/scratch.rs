@@ -6,7 +6,7 @@
 //! PostgreSQL refuses to run as root, so when stowage runs as root the server runs as
 //! the owner of the data directory (the restored files keep the backup's owner).
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -178,6 +178,9 @@ impl ScratchServer {
         };
         let socket_dir = scratch.join("run");
         std::fs::create_dir_all(&socket_dir).map_err(io("creating the socket directory"))?;
+        // Trust authentication is safe only because nobody else can reach the socket.
+        std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("restricting the socket directory"))?;
         let hba = scratch.join("drill_hba.conf");
         std::fs::write(&hba, "local all all trust\n")
             .map_err(io("writing the drill's hba file"))?;
@@ -201,6 +204,7 @@ impl ScratchServer {
             ("port", port.to_string()),
             ("listen_addresses", String::new()),
             ("unix_socket_directories", socket_dir.display().to_string()),
+            ("unix_socket_permissions", "0700".into()),
             ("hba_file", hba.display().to_string()),
             ("archive_mode", "off".into()),
             ("logging_collector", "off".into()),

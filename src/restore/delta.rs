@@ -16,6 +16,7 @@ use crate::repo::crypto::Keys;
 use crate::repo::master_index::MasterIndex;
 use crate::repo::tree::NodeKind;
 
+use super::write::write_err;
 use super::{PlannedEntry, RestoreError};
 
 /// For each file entry of `entries` (by position), which of its blobs are already on
@@ -26,11 +27,17 @@ pub type Matches = Vec<Option<Vec<bool>>>;
 type Found = Result<Vec<(usize, Vec<bool>)>, RestoreError>;
 
 /// Removes what under `root` the snapshot does not have, or has as another kind.
-/// Returns how many entries were removed.
+/// With `shared_root`, names directly in `root` that the snapshot does not have are left
+/// alone (a tablespace location holds one `PG_<version>_<catversion>` directory per
+/// cluster and version: only this backup's is ours). Returns how many entries were removed.
 ///
 /// # Errors
 /// The first entry that cannot be listed or removed.
-pub fn remove_extra(root: &Path, entries: &[PlannedEntry]) -> Result<u64, RestoreError> {
+pub fn remove_extra(
+    root: &Path,
+    entries: &[PlannedEntry],
+    shared_root: bool,
+) -> Result<u64, RestoreError> {
     let wanted: std::collections::HashMap<&Path, NodeKind> = entries
         .iter()
         .map(|e| (e.path.as_path(), e.node.kind))
@@ -39,18 +46,25 @@ pub fn remove_extra(root: &Path, entries: &[PlannedEntry]) -> Result<u64, Restor
     let mut stack = vec![PathBuf::new()];
     while let Some(dir) = stack.pop() {
         let abs = root.join(&dir);
-        let listing = fs::read_dir(&abs).map_err(failed("list", &abs))?;
+        let listing = fs::read_dir(&abs).map_err(write_err("list", &abs))?;
         for item in listing {
-            let item = item.map_err(failed("list", &abs))?;
+            let item = item.map_err(write_err("list", &abs))?;
             let rel = dir.join(item.file_name());
             let path = root.join(&rel);
-            let meta = fs::symlink_metadata(&path).map_err(failed("stat", &path))?;
+            let meta = fs::symlink_metadata(&path).map_err(write_err("stat", &path))?;
             let keep = match wanted.get(rel.as_path()) {
                 Some(NodeKind::Dir) => meta.is_dir(),
                 Some(NodeKind::File) => meta.is_file(),
                 Some(NodeKind::Symlink) => meta.file_type().is_symlink(),
                 None => false,
             };
+            if !keep
+                && shared_root
+                && dir.as_os_str().is_empty()
+                && !wanted.contains_key(rel.as_path())
+            {
+                continue;
+            }
             if keep {
                 if meta.is_dir() {
                     stack.push(rel);
@@ -58,9 +72,9 @@ pub fn remove_extra(root: &Path, entries: &[PlannedEntry]) -> Result<u64, Restor
                 continue;
             }
             if meta.is_dir() {
-                fs::remove_dir_all(&path).map_err(failed("remove", &path))?;
+                fs::remove_dir_all(&path).map_err(write_err("remove", &path))?;
             } else {
-                fs::remove_file(&path).map_err(failed("remove", &path))?;
+                fs::remove_file(&path).map_err(write_err("remove", &path))?;
             }
             removed += 1;
         }
@@ -132,9 +146,12 @@ fn compare(
     let mut file: File = match file {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(failed("open", &path)(e)),
+        Err(e) => return Err(write_err("open", &path)(e)),
     };
-    if !file.metadata().map_err(failed("stat", &path))?.is_file() {
+    let meta = file.metadata().map_err(write_err("stat", &path))?;
+    // A file with other hard links (pg_upgrade --link, cp -al) is not patched in place:
+    // the writer replaces it with a new file, so the other names keep their data.
+    if !meta.is_file() || std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
         return Ok(None);
     }
     let mut matches = Vec::with_capacity(entry.node.content.len());
@@ -142,6 +159,8 @@ fn compare(
     let mut at_end = false;
     for id in &entry.node.content {
         let Some(loc) = index.get(id) else {
+            // Its length is unknown, so nothing after it can be lined up: rewrite the rest.
+            at_end = true;
             matches.push(false);
             continue;
         };
@@ -151,7 +170,7 @@ fn compare(
             continue;
         }
         buf.resize(len, 0);
-        let read = read_full(&mut file, &mut buf).map_err(failed("read", &path))?;
+        let read = read_full(&mut file, &mut buf).map_err(write_err("read", &path))?;
         if read < len {
             at_end = true;
             matches.push(false);
@@ -174,15 +193,4 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-fn failed<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
-    move |source| RestoreError::Write {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
 }

@@ -217,6 +217,9 @@ pub enum Mode {
     /// Delta: what the snapshot lacks is removed, and files are compared blob by blob
     /// with the snapshot and patched where they differ ([`delta`]).
     Delta,
+    /// Delta into a directory shared with others (a tablespace location): names at its
+    /// top that the snapshot lacks are left alone.
+    DeltaShared,
 }
 
 /// Restores planned `entries` (paths relative to `target`, directories first) under
@@ -239,14 +242,14 @@ pub async fn restore_entries(
     })?;
     let (entries, matches) = match mode {
         Mode::Fresh => (entries, None),
-        Mode::Delta => {
+        Mode::Delta | Mode::DeltaShared => {
             let root = target.to_path_buf();
             let keys = repo.keys().clone();
             let index_ref = index;
             // Reading and hashing the files is blocking work; the index is borrowed,
             // so this runs on a scoped thread inside the blocking section.
             let (entries, found) = tokio::task::block_in_place(|| {
-                delta::remove_extra(&root, &entries)?;
+                delta::remove_extra(&root, &entries, mode == Mode::DeltaShared)?;
                 let found =
                     delta::scan(&keys, index_ref, &root, &entries, crate::repo::wal::cores())?;
                 Ok::<_, RestoreError>((entries, found))

@@ -18,6 +18,7 @@ use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::NodeKind;
 use crate::repo::Repository;
 
+use super::write::write_err;
 use super::{plan_tree, restore_entries, Mode, PlannedEntry, RestoreError, RestoreStats};
 
 /// One tablespace of a base backup and where it is restored.
@@ -119,6 +120,23 @@ pub fn tablespace_targets(
             ));
         }
         found.location = new.clone();
+    }
+    for (i, a) in out.iter().enumerate() {
+        for b in &out[i + 1..] {
+            if a.location.starts_with(&b.location) || b.location.starts_with(&a.location) {
+                return Err(refused(
+                    &a.location,
+                    format!(
+                        "tablespaces {} and {} would be restored into each other ({} and {}); \
+                         move one with --tablespace-map",
+                        a.oid,
+                        b.oid,
+                        a.location.display(),
+                        b.location.display()
+                    ),
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -255,7 +273,12 @@ pub async fn restore_base(
             .find(|(oid, _)| *oid == space.oid)
             .map(|(_, list)| std::mem::take(list))
             .unwrap_or_default();
-        let stats = restore_entries(repo, index, entries, &space.location, mode, parallel).await?;
+        let shared = match mode {
+            Mode::Fresh => Mode::Fresh,
+            Mode::Delta | Mode::DeltaShared => Mode::DeltaShared,
+        };
+        let stats =
+            restore_entries(repo, index, entries, &space.location, shared, parallel).await?;
         link_tablespace(pgdata, space)?;
         tablespaces.push((space.clone(), stats));
     }
@@ -287,13 +310,8 @@ fn set_root(
     node: Option<&crate::repo::tree::Node>,
 ) -> Result<(), RestoreError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(mode | 0o700)).map_err(
-        |source| RestoreError::Write {
-            op: "set mode",
-            path: pgdata.to_path_buf(),
-            source,
-        },
-    )?;
+    std::fs::set_permissions(pgdata, std::fs::Permissions::from_mode(mode | 0o700))
+        .map_err(write_err("set mode", pgdata))?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     if let (Some(node), true) = (node, unsafe { libc::geteuid() } == 0) {
         let _ = std::os::unix::fs::chown(pgdata, Some(node.uid), Some(node.gid));
@@ -306,25 +324,22 @@ fn link_tablespace(pgdata: &Path, space: &TablespaceTarget) -> Result<(), Restor
     use std::os::unix::fs::MetadataExt;
     let dir = pgdata.join("pg_tblspc");
     let link = dir.join(space.oid.to_string());
-    let failed = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RestoreError::Write { op, path, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(failed("create directory", &dir))?;
+    std::fs::create_dir_all(&dir).map_err(write_err("create directory", &dir))?;
     match std::fs::symlink_metadata(&link) {
         Ok(meta) if meta.is_dir() => {
-            std::fs::remove_dir_all(&link).map_err(failed("replace", &link))?
+            std::fs::remove_dir_all(&link).map_err(write_err("replace", &link))?
         }
-        Ok(_) => std::fs::remove_file(&link).map_err(failed("replace", &link))?,
+        Ok(_) => std::fs::remove_file(&link).map_err(write_err("replace", &link))?,
         Err(_) => {}
     }
-    std::os::unix::fs::symlink(&space.location, &link).map_err(failed("create symlink", &link))?;
+    std::os::unix::fs::symlink(&space.location, &link)
+        .map_err(write_err("create symlink", &link))?;
     if let Ok(owner) = std::fs::metadata(pgdata) {
         let _ = std::os::unix::fs::lchown(&link, Some(owner.uid()), Some(owner.gid()));
         let _ = std::os::unix::fs::chown(&space.location, Some(owner.uid()), Some(owner.gid()));
     }
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&space.location, std::fs::Permissions::from_mode(0o700))
-        .map_err(failed("set mode", &space.location))?;
+        .map_err(write_err("set mode", &space.location))?;
     Ok(())
 }

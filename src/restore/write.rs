@@ -59,7 +59,8 @@ pub(super) struct Writer {
     handle: std::thread::JoinHandle<Result<RestoreStats, RestoreError>>,
 }
 
-fn write_err<'a>(
+/// Maps an I/O error on `path` to [`RestoreError::Write`].
+pub(super) fn write_err<'a>(
     op: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> RestoreError + 'a {
@@ -174,6 +175,10 @@ impl State {
                             path,
                             reason: "exists and is not a regular file".into(),
                         });
+                    }
+                    // Truncating a file with other hard links would change them too.
+                    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+                        fs::remove_file(&path).map_err(write_err("replace", &path))?;
                     }
                 }
                 let file = OpenOptions::new()

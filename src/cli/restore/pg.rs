@@ -242,7 +242,11 @@ pub async fn run(settings: &Resolved, args: PgRestoreArgs) -> anyhow::Result<()>
     }
     let (command, warning) = restore_command(settings, &cluster)?;
     let mut conf = vec![("restore_command", command)];
-    conf.extend(target.settings());
+    // The timeline the plan checked, by number: a timeline archived between now and the
+    // server's start must not take recovery off the checked path.
+    let mut checked = target.clone();
+    checked.timeline = TimelineChoice::Id(plan.timeline);
+    conf.extend(checked.settings());
     let to = Destination {
         pgdata: args.to.clone(),
         tablespace_map: args.tablespace_map,

@@ -116,15 +116,28 @@ fn named(path: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Writes `content` to `path` durably, owned like `pgdata` (only root can give files
-/// away; anyone else already owns what they create).
+/// Replaces `path` with `content` atomically (a temporary file renamed over it, so a
+/// crash leaves the old file or the new, never half of one), mode 0600 as the server
+/// writes its own files, owned like `pgdata` (only root can give files away).
 fn write_owned(pgdata: &Path, path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let owner = fs::metadata(pgdata).map_err(|e| named(pgdata, e))?;
-    let mut file = fs::File::create(path).map_err(|e| named(path, e))?;
-    file.write_all(content).map_err(|e| named(path, e))?;
-    file.sync_all().map_err(|e| named(path, e))?;
-    let _ = std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()));
-    Ok(())
+    let tmp = path.with_extension("stowage-tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| named(&tmp, e))?;
+    file.write_all(content).map_err(|e| named(&tmp, e))?;
+    file.sync_all().map_err(|e| named(&tmp, e))?;
+    let _ = std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid()));
+    fs::rename(&tmp, path).map_err(|e| named(path, e))?;
+    fs::File::open(pgdata)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| named(pgdata, e))
 }
 
 #[cfg(test)]

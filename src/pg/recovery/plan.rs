@@ -196,11 +196,7 @@ pub fn plan(
         .iter()
         .map(|(id, why)| format!("snapshot {}: {why}", id.short()))
         .collect();
-    let reason = format!(
-        "no base backup can reach it: the target lies before the end of the oldest usable one, \
-         or on another timeline\n  {}",
-        reasons.join("\n  ")
-    );
+    let reason = format!("no base backup can reach it:\n  {}", reasons.join("\n  "));
     Err(unreachable(archive, &path, backups, target, reason))
 }
 
@@ -315,7 +311,7 @@ fn judge(
             )
         }
         Target::Time(t) => judge_time(archive, path, backup, *t, target.exclusive, start, end),
-        Target::Lsn(lsn) => judge_lsn(archive, path, backup, *lsn, target.exclusive, start),
+        Target::Lsn(lsn) => judge_lsn(archive, path, backup, *lsn, start),
         Target::Xid(xid) => judge_xid(archive, path, *xid, start, end),
         Target::Name(name) => judge_name(archive, path, backup, name, start),
     }
@@ -384,15 +380,11 @@ fn judge_lsn(
     path: &TimelinePath,
     backup: &BaseBackup,
     lsn: Lsn,
-    exclusive: bool,
     start: u64,
 ) -> Verdict {
-    let before_consistency = if exclusive {
-        lsn <= backup.stop_lsn
-    } else {
-        lsn < backup.stop_lsn
-    };
-    if before_consistency {
+    // Consistency comes once the backup's end is replayed, before the next record is
+    // tested against the target, so a target at the stop LSN is reachable either way.
+    if lsn < backup.stop_lsn {
         return Verdict::Skip(format!(
             "ends at {}, after the target (recovery cannot stop before a backup is consistent)",
             backup.stop_lsn
@@ -492,20 +484,17 @@ fn judge_name(
     };
     // The server stops at the first restore point of that name it replays.
     for segno in start..=last {
-        let Some((_, summary)) = archive.file(path, segno) else {
+        if archive.file(path, segno).is_none() {
             return Verdict::Refuse(runs_out(
                 archive,
                 path,
                 segno,
                 &format!("restore point {name:?}"),
             ));
-        };
-        let Some(summary) = summary else {
-            return Verdict::Refuse(format!(
-                "{} has no summary (archived by an older stowage), so its restore points are \
-                 unknown; give --target-lsn instead",
-                archive.name(path, segno)
-            ));
+        }
+        let summary = match summary(archive, path, segno) {
+            Ok(summary) => summary,
+            Err(why) => return Verdict::Refuse(why),
         };
         let found = summary
             .restore_points

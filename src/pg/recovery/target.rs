@@ -98,7 +98,11 @@ impl std::str::FromStr for TimelineChoice {
 
 impl RecoveryTarget {
     /// The `postgresql.auto.conf` lines for this target (without `restore_command`).
-    /// Values are quoted as the server's configuration parser reads them.
+    /// Inclusiveness, timeline and action are always written, so values left in the
+    /// restored `postgresql.conf` cannot change where recovery stops (`postgresql.auto.conf`
+    /// is read last and wins). The unused targets cannot be written empty: the server's
+    /// assign hooks take an empty second target for a second target ("multiple recovery
+    /// targets specified").
     pub fn settings(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         match &self.target {
@@ -108,18 +112,17 @@ impl RecoveryTarget {
             Target::Xid(xid) => out.push(("recovery_target_xid", xid.to_string())),
             Target::Name(name) => out.push(("recovery_target_name", name.clone())),
         }
-        if self.exclusive && !matches!(self.target, Target::Latest | Target::Name(_)) {
-            out.push(("recovery_target_inclusive", "off".into()));
-        }
+        let action = match self.action {
+            TargetAction::Promote => "promote",
+            TargetAction::Pause => "pause",
+            TargetAction::Shutdown => "shutdown",
+        };
+        out.push((
+            "recovery_target_inclusive",
+            if self.exclusive { "off" } else { "on" }.into(),
+        ));
         out.push(("recovery_target_timeline", self.timeline.to_string()));
-        if self.target != Target::Latest {
-            let action = match self.action {
-                TargetAction::Promote => "promote",
-                TargetAction::Pause => "pause",
-                TargetAction::Shutdown => "shutdown",
-            };
-            out.push(("recovery_target_action", action.into()));
-        }
+        out.push(("recovery_target_action", action.into()));
         out
     }
 }
@@ -129,7 +132,8 @@ impl RecoveryTarget {
 pub fn pg_time_literal(t: i64) -> String {
     match pg_timestamp_to_utc(t) {
         Some(utc) => utc.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
-        None => t.to_string(),
+        // Unreachable for parsed times (they come from chrono); the server rejects it.
+        None => format!("invalid TimestampTz {t}"),
     }
 }
 
@@ -264,24 +268,30 @@ mod tests {
             timeline: TimelineChoice::Id(2),
             action: TargetAction::Promote,
         };
-        assert_eq!(
-            target.settings(),
-            vec![
-                ("recovery_target_lsn", "0/3000028".to_string()),
-                ("recovery_target_inclusive", "off".into()),
-                ("recovery_target_timeline", "2".into()),
-                ("recovery_target_action", "promote".into()),
-            ]
-        );
+        let settings = target.settings();
+        let get = |k: &str| {
+            settings
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("recovery_target_lsn"), Some("0/3000028"));
+        assert_eq!(get("recovery_target_time"), None);
+        assert_eq!(get("recovery_target_inclusive"), Some("off"));
+        assert_eq!(get("recovery_target_timeline"), Some("2"));
+        assert_eq!(get("recovery_target_action"), Some("promote"));
         let latest = RecoveryTarget {
             target: Target::Latest,
             exclusive: false,
             timeline: TimelineChoice::Latest,
             action: TargetAction::Pause,
-        };
-        assert_eq!(
-            latest.settings(),
-            vec![("recovery_target_timeline", "latest".to_string())]
-        );
+        }
+        .settings();
+        assert!(latest
+            .iter()
+            .filter(|(k, _)| k.starts_with("recovery_target_") && *k != "recovery_target_inclusive")
+            .all(|(k, v)| v.is_empty()
+                || *k == "recovery_target_timeline"
+                || *k == "recovery_target_action"));
     }
 }
