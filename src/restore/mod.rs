@@ -16,6 +16,7 @@
 pub mod pg_dump;
 mod plan;
 mod runs;
+pub mod vault;
 mod write;
 
 pub use plan::{plan_tree, PlannedEntry};
@@ -88,6 +89,10 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Program(#[from] crate::source::child::ChildError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultSnapshotError),
+    #[error(transparent)]
+    VaultApi(#[from] crate::vault::api::VaultApiError),
 }
 
 /// Runs fetched at once, beside the `parallel` blobs being opened: enough to keep
