@@ -10,11 +10,12 @@
 //! | [`store`] | the `ObjectStore` trait and its backends (local directory) |
 //! | [`repo`] | the repository format: ids, keys, blobs, packs, indexes, trees, snapshots |
 //! | [`pipeline`] | the bounded, one-way backup pipeline |
-//! | [`source`] | where bytes come from: stdin, file trees, pg_dump (and any child process) |
+//! | [`source`] | where bytes come from: stdin, file trees, pg_dump (and any child process), Vault snapshots |
 //! | [`backup`] | one backup run end to end, snapshot last |
 //! | [`restore`] | snapshots back to files or streams, refusing path escapes |
 //! | [`verify`] | structural and full-data checks that name the culprit |
 //! | [`drill`] | restore drills: restore into scratch space, start, check, measure RTO and RPO |
+//! | [`vault`] | HashiCorp Vault raft snapshots: the archive format (read, checked, rebuilt) and the snapshot API |
 //! | [`pg`] | PostgreSQL's own files: WAL segment, history and backup files checked and summarized; dump headers, connection strings, client programs |
 //!
 //! Dependencies point one way: `source, pipeline → repo → store`. `formats/REPOSITORY.md`
@@ -30,4 +31,5 @@ pub mod repo;
 pub mod restore;
 pub mod source;
 pub mod store;
+pub mod vault;
 pub mod verify;

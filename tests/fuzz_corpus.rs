@@ -13,6 +13,8 @@
 mod checks;
 #[path = "fuzz_checks/pg_dump.rs"]
 mod pg_dump_checks;
+#[path = "fuzz_checks/vault.rs"]
+mod vault_checks;
 #[path = "fuzz_checks/wal.rs"]
 mod wal_checks;
 
@@ -118,6 +120,83 @@ fn replay_pg_dump_header() {
     assert!(n > 0, "fuzz/corpus/{target} holds no input");
 }
 
+/// The Vault snapshot's seeds are made by stowage's own snapshot writer (`SnapWriter`):
+/// written with `STOWAGE_WRITE_SEEDS=1` by [`vault_seeds`], and checked on every run.
+#[test]
+fn replay_vault_snapshot() {
+    let (target, check) = vault_checks::TARGETS[0];
+    let n = replay(target, check);
+    assert!(n > 0, "fuzz/corpus/{target} holds no input");
+}
+
+/// Small snapshots in raft's format: sealed and not, SHA256SUMS in either order, and two
+/// that must be refused (a flipped state.bin byte, a stray member).
+#[test]
+fn vault_seeds() {
+    use stowage::vault::rebuild::SnapWriter;
+    use stowage::vault::sums::sha256;
+    use stowage::vault::{Member, MemberName, Sha256Sums};
+    let state = pattern(3000, 11);
+    let meta = format!(
+        "{{\"Version\":1,\"ID\":\"2-90-1764115200000\",\"Index\":90,\"Term\":2,\"Configuration\":{{\"Servers\":[{{\"Suffrage\":0,\"ID\":\"v0\",\"Address\":\"10.0.0.1:8201\"}}]}},\"ConfigurationIndex\":1,\"Size\":{}}}\n",
+        state.len()
+    )
+    .into_bytes();
+    let sums = Sha256Sums {
+        meta: sha256(&meta),
+        state: sha256(&state),
+    };
+    let member = |name, size: usize| Member {
+        name,
+        mode: 0o600,
+        mtime: 1_764_115_200,
+        size: size as u64,
+    };
+    let build = |sums_raw: &[u8], sealed: Option<&[u8]>| {
+        let mut writer = SnapWriter::new(Vec::new(), sums.clone());
+        let mut members: Vec<(Member, &[u8])> = vec![
+            (member(MemberName::Meta, meta.len()), &meta),
+            (member(MemberName::State, state.len()), &state),
+            (member(MemberName::Sums, sums_raw.len()), sums_raw),
+        ];
+        if let Some(sealed) = sealed {
+            members.push((member(MemberName::SealedSums, sealed.len()), sealed));
+        }
+        for (m, data) in members {
+            writer.begin(&m).unwrap();
+            writer.write(data).unwrap();
+        }
+        writer.finish().unwrap()
+    };
+    let plain = build(&sums.encode(), None);
+    let reversed = format!(
+        "{}  state.bin\n{}  meta.json\n",
+        hex::encode(sums.state),
+        hex::encode(sums.meta)
+    );
+    let sealed = build(reversed.as_bytes(), Some(&pattern(200, 5)));
+    // A flipped byte deep in the compressed stream: the gzip CRC or SHA256SUMS refuses it.
+    let mut flipped = plain.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x01;
+    let seeds = [
+        ("plain", plain),
+        ("sealed-reversed-sums", sealed),
+        ("flipped", flipped),
+    ];
+    let (target, check) = vault_checks::TARGETS[0];
+    let write = std::env::var_os("STOWAGE_WRITE_SEEDS").is_some_and(|v| v == "1");
+    for (name, data) in &seeds {
+        let outcome = std::panic::catch_unwind(|| check(data));
+        assert!(outcome.is_ok(), "{target}: seed {name} fails its check");
+        if write {
+            let dir = fuzz_dir().join("corpus").join(target);
+            std::fs::create_dir_all(&dir).expect("corpus directory");
+            std::fs::write(dir.join(format!("seed-{name}")), data).expect("seed written");
+        }
+    }
+}
+
 #[test]
 fn replay_pg_backup_files() {
     replay_wal("pg_backup_files");
@@ -130,7 +209,16 @@ fn every_target_has_a_replay_test_and_a_fuzz_target() {
         1,
         "add a replay test for the new dump target"
     );
-    for (target, _) in wal_checks::TARGETS.iter().chain(pg_dump_checks::TARGETS) {
+    assert_eq!(
+        vault_checks::TARGETS.len(),
+        1,
+        "add a replay test for the new Vault target"
+    );
+    for (target, _) in wal_checks::TARGETS
+        .iter()
+        .chain(pg_dump_checks::TARGETS)
+        .chain(vault_checks::TARGETS)
+    {
         let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         assert!(source.is_file(), "{} is missing", source.display());
     }

@@ -13,6 +13,7 @@ mod render;
 mod restore;
 mod settings;
 mod snapshots;
+mod vault;
 mod verify;
 pub mod wal;
 

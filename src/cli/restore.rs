@@ -1,13 +1,15 @@
-//! `stowage restore`, `stowage restore pg`, `stowage restore pg-dump` and `stowage cat`
+//! `stowage restore`, `stowage restore pg|pg-dump|vault` and `stowage cat`
 
 pub mod pg;
 mod pg_dump;
+mod vault;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
+use stowage::restore::vault::restore_to_file;
 use stowage::restore::{find_file, restore_snapshot, stream_file, DEFAULT_PARALLEL};
 
 use super::render::{self, print_json};
@@ -22,7 +24,8 @@ pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     #[arg(required = true)]
     snapshot: Option<String>,
-    /// Directory to restore into (created if missing).
+    /// Directory to restore into (created if missing); for a vault snapshot, the
+    /// snapshot file to write (it must not exist).
     #[arg(long, required = true)]
     to: Option<PathBuf>,
     #[command(flatten)]
@@ -37,6 +40,8 @@ pub enum RestoreInto {
     Pg(Box<pg::PgRestoreArgs>),
     /// Stream a pg-dump snapshot into pg_restore -d (or its globals.sql into psql).
     PgDump(Box<pg_dump::PgDumpRestoreArgs>),
+    /// Post a vault snapshot to Vault's restore endpoint (--force: snapshot-force).
+    Vault(Box<vault::VaultRestoreArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +58,7 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
     let (spec, to) = match (args.into, args.snapshot, args.to) {
         (Some(RestoreInto::PgDump(args)), _, _) => return pg_dump::run(settings, *args).await,
         (Some(RestoreInto::Pg(args)), _, _) => return pg::run(settings, *args).await,
+        (Some(RestoreInto::Vault(args)), _, _) => return vault::run(settings, *args).await,
         (None, Some(spec), Some(to)) => (spec, to),
         _ => anyhow::bail!("restore needs a SNAPSHOT and --to DIR"),
     };
@@ -62,6 +68,28 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
         .await?;
     let index = repo.load_index().await?;
     let started = Instant::now();
+    if snapshot.kind == vault::KIND {
+        let rebuilt =
+            restore_to_file(&repo, &index, id, snapshot.tree, &to, DEFAULT_PARALLEL).await?;
+        let elapsed = started.elapsed();
+        if settings.json {
+            print_json(&serde_json::json!({
+                "snapshot": id,
+                "target": to,
+                "state_bytes": rebuilt.state_bytes,
+                "duration_secs": elapsed.as_secs_f64(),
+            }))?;
+        } else if !settings.quiet {
+            println!(
+                "restored Vault snapshot {} to {} ({} of state, verified against its SHA256SUMS) in {:.1} s",
+                id.short(),
+                to.display(),
+                render::bytes(rebuilt.state_bytes),
+                elapsed.as_secs_f64(),
+            );
+        }
+        return Ok(());
+    }
     let stats = restore_snapshot(&repo, &index, id, snapshot.tree, &to, DEFAULT_PARALLEL).await?;
     let elapsed = started.elapsed();
     if settings.json {

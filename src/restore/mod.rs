@@ -19,6 +19,7 @@ pub mod pg_dump;
 pub mod pitr;
 mod plan;
 mod runs;
+pub mod vault;
 mod write;
 
 pub use plan::{plan_tree, PlannedEntry};
@@ -91,6 +92,10 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Program(#[from] crate::source::child::ChildError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultSnapshotError),
+    #[error(transparent)]
+    VaultApi(#[from] crate::vault::api::VaultApiError),
 }
 
 /// Runs fetched at once, beside the `parallel` blobs being opened: enough to keep

@@ -8,11 +8,13 @@ pub(crate) mod files;
 pub mod pg_base;
 pub mod pg_dump;
 mod stdin;
+pub mod vault;
 
 pub use files::FilesSource;
 pub use pg_base::{PgBaseOptions, PgBaseSource};
 pub use pg_dump::PgDumpSource;
 pub use stdin::StdinSource;
+pub use vault::VaultSource;
 
 use crate::pipeline::{BackupSession, PipelineError, StreamContent};
 use crate::repo::id::BlobId;
