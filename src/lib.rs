@@ -14,6 +14,7 @@
 //! | [`backup`] | one backup run end to end, snapshot last |
 //! | [`restore`] | snapshots back to files or streams, refusing path escapes |
 //! | [`verify`] | structural and full-data checks that name the culprit |
+//! | [`sqlite`] | SQLite databases: the header, a consistent page-by-page read of a live database, the integrity check, the open-by-another-process probe |
 //! | [`pg`] | PostgreSQL's own files: WAL segment, history and backup files checked and summarized; dump headers, connection strings, client programs |
 //!
 //! Dependencies point one way: `source, pipeline → repo → store`. `formats/REPOSITORY.md`
@@ -26,5 +27,6 @@ pub mod pipeline;
 pub mod repo;
 pub mod restore;
 pub mod source;
+pub mod sqlite;
 pub mod store;
 pub mod verify;

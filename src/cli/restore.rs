@@ -1,6 +1,7 @@
 //! `stowage restore`, `stowage restore pg-dump` and `stowage cat`
 
 mod pg_dump;
+mod sqlite;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -21,9 +22,13 @@ pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     #[arg(required = true)]
     snapshot: Option<String>,
-    /// Directory to restore into (created if missing).
+    /// Directory to restore into (created if missing); for a `sqlite` snapshot, the
+    /// database file to write (or a directory to write it in).
     #[arg(long, required = true)]
     to: Option<PathBuf>,
+    /// For a `sqlite` snapshot: replace the database even if another process has it open.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     filter: Filter,
 }
@@ -49,7 +54,9 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
     let (spec, to) = match (args.into, args.snapshot, args.to) {
         (Some(RestoreInto::PgDump(args)), _, _) => return pg_dump::run(settings, *args).await,
         (None, Some(spec), Some(to)) => (spec, to),
-        _ => anyhow::bail!("restore needs a SNAPSHOT and --to DIR"),
+        _ => {
+            anyhow::bail!("restore needs a SNAPSHOT and --to DIR (--to FILE for a sqlite snapshot)")
+        }
     };
     let repo = settings.open().await?;
     let (id, snapshot) = repo
@@ -57,6 +64,9 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
         .await?;
     let index = repo.load_index().await?;
     let started = Instant::now();
+    if snapshot.kind == stowage::source::sqlite::KIND {
+        return sqlite::run(settings, &repo, &index, id, &snapshot, &to, args.force).await;
+    }
     let stats = restore_snapshot(&repo, &index, id, snapshot.tree, &to, DEFAULT_PARALLEL).await?;
     let elapsed = started.elapsed();
     if settings.json {

@@ -16,6 +16,7 @@
 pub mod pg_dump;
 mod plan;
 mod runs;
+pub mod sqlite;
 mod write;
 
 pub use plan::{plan_tree, PlannedEntry};
@@ -88,6 +89,8 @@ pub enum RestoreError {
     },
     #[error(transparent)]
     Program(#[from] crate::source::child::ChildError),
+    #[error(transparent)]
+    Sqlite(#[from] crate::sqlite::SqliteError),
 }
 
 /// Runs fetched at once, beside the `parallel` blobs being opened: enough to keep

@@ -7,11 +7,13 @@ pub mod child;
 pub(crate) mod files;
 pub mod pg_base;
 pub mod pg_dump;
+pub mod sqlite;
 mod stdin;
 
 pub use files::FilesSource;
 pub use pg_base::{PgBaseOptions, PgBaseSource};
 pub use pg_dump::PgDumpSource;
+pub use sqlite::SqliteSource;
 pub use stdin::StdinSource;
 
 use crate::pipeline::{BackupSession, PipelineError, StreamContent};
