@@ -16,6 +16,7 @@
 //! | [`verify`] | structural and full-data checks that name the culprit |
 //! | [`drill`] | restore drills: restore into scratch space, start, check, measure RTO and RPO |
 //! | [`vault`] | HashiCorp Vault raft snapshots: the archive format (read, checked, rebuilt) and the snapshot API |
+//! | [`sqlite`] | SQLite databases: the header, a consistent page-by-page read of a live database, the integrity check, the open-by-another-process probe |
 //! | [`pg`] | PostgreSQL's own files: WAL segment, history and backup files checked and summarized; dump headers, connection strings, client programs |
 //!
 //! Dependencies point one way: `source, pipeline → repo → store`. `formats/REPOSITORY.md`
@@ -30,6 +31,7 @@ pub mod pipeline;
 pub mod repo;
 pub mod restore;
 pub mod source;
+pub mod sqlite;
 pub mod store;
 pub mod vault;
 pub mod verify;

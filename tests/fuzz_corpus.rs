@@ -13,6 +13,8 @@
 mod checks;
 #[path = "fuzz_checks/pg_dump.rs"]
 mod pg_dump_checks;
+#[path = "fuzz_checks/sqlite.rs"]
+mod sqlite_checks;
 #[path = "fuzz_checks/vault.rs"]
 mod vault_checks;
 #[path = "fuzz_checks/wal.rs"]
@@ -197,6 +199,15 @@ fn vault_seeds() {
     }
 }
 
+/// The SQLite header's seeds are the first bytes of databases made by the sqlite3 shell
+/// (WAL mode with 4 KiB pages, rollback mode with 64 KiB pages) and a cut header.
+#[test]
+fn replay_sqlite_header() {
+    let (target, check) = sqlite_checks::TARGETS[0];
+    let n = replay(target, check);
+    assert!(n > 0, "fuzz/corpus/{target} holds no input");
+}
+
 #[test]
 fn replay_pg_backup_files() {
     replay_wal("pg_backup_files");
@@ -214,10 +225,16 @@ fn every_target_has_a_replay_test_and_a_fuzz_target() {
         1,
         "add a replay test for the new Vault target"
     );
+    assert_eq!(
+        sqlite_checks::TARGETS.len(),
+        1,
+        "add a replay test for the new SQLite target"
+    );
     for (target, _) in wal_checks::TARGETS
         .iter()
         .chain(pg_dump_checks::TARGETS)
         .chain(vault_checks::TARGETS)
+        .chain(sqlite_checks::TARGETS)
     {
         let source = fuzz_dir().join("fuzz_targets").join(format!("{target}.rs"));
         assert!(source.is_file(), "{} is missing", source.display());

@@ -1,7 +1,8 @@
-//! `stowage backup stdin|files|pg-dump|pg-base|vault`
+//! `stowage backup stdin|files|pg-dump|pg-base|sqlite|vault`
 
 mod pg_base;
 mod pg_dump;
+mod sqlite;
 mod vault;
 
 use std::path::PathBuf;
@@ -11,12 +12,13 @@ use clap::{Args, Subcommand, ValueEnum};
 use tokio::runtime::Handle;
 
 use stowage::backup::{run_backup, BackupResult, SnapshotMeta};
+use stowage::repo::Repository;
 use stowage::source::{FilesSource, PgDumpSource, Source, StdinSource};
 
 use super::render::{self, print_json, ProgressDisplay};
 use super::{codes, Incomplete, Resolved};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Common {
     /// A tag to find the snapshot by (repeatable).
     #[arg(long = "tag")]
@@ -59,6 +61,10 @@ pub enum BackupCommand {
     /// `vault operator raft snapshot save` (--file F, or - for stdin). Checked against its
     /// own SHA256SUMS; its members stored apart so nightly snapshots deduplicate.
     Vault(vault::VaultBackupArgs),
+    /// A live SQLite database (rollback journal or WAL mode), read page by page inside
+    /// one read transaction while writers go on; each page is a blob, so the next backup
+    /// stores only the pages that changed. --every repeats it while the database changes.
+    Sqlite(sqlite::SqliteArgs),
 }
 
 /// The snapshot kinds `backup stdin` can make.
@@ -99,7 +105,20 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
         BackupCommand::PgDump(args) => pg_dump::source(runtime, args)?,
         BackupCommand::PgBase(args) => pg_base::source(settings, runtime, &repo, args)?,
         BackupCommand::Vault(args) => vault::source(runtime, args)?,
+        BackupCommand::Sqlite(args) => return sqlite::run(settings, runtime, &repo, args),
     };
+    run_one(settings, runtime, &repo, source.as_mut(), name, common)
+}
+
+/// One backup of `source` as snapshot `name`, reported as the settings ask.
+fn run_one(
+    settings: &Resolved,
+    runtime: &Handle,
+    repo: &Repository,
+    source: &mut dyn Source,
+    name: String,
+    common: Common,
+) -> anyhow::Result<()> {
     let meta = SnapshotMeta {
         name,
         tags: common.tags,
@@ -112,11 +131,11 @@ pub fn run(settings: &Resolved, runtime: &Handle, cmd: BackupCommand) -> anyhow:
         scope
             .spawn(|| {
                 run_backup(
-                    &repo,
+                    repo,
                     runtime,
-                    source.as_mut(),
+                    source,
                     meta,
-                    settings.pipeline_settings(&repo),
+                    settings.pipeline_settings(repo),
                     |progress| {
                         display = Some(ProgressDisplay::start(progress, settings.interactive))
                     },

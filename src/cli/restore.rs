@@ -2,6 +2,7 @@
 
 pub mod pg;
 mod pg_dump;
+mod sqlite;
 mod vault;
 
 use std::path::PathBuf;
@@ -24,10 +25,14 @@ pub struct RestoreArgs {
     /// Snapshot id (or unique prefix), or `latest`.
     #[arg(required = true)]
     snapshot: Option<String>,
-    /// Directory to restore into (created if missing); for a vault snapshot, the
-    /// snapshot file to write (it must not exist).
+    /// Directory to restore into (created if missing); for a `sqlite` snapshot, the
+    /// database file to write (or a directory to write it in); for a `vault` snapshot,
+    /// the snapshot file to write (it must not exist).
     #[arg(long, required = true)]
     to: Option<PathBuf>,
+    /// For a `sqlite` snapshot: replace the database even if another process has it open.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     filter: Filter,
 }
@@ -60,7 +65,9 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
         (Some(RestoreInto::Pg(args)), _, _) => return pg::run(settings, *args).await,
         (Some(RestoreInto::Vault(args)), _, _) => return vault::run(settings, *args).await,
         (None, Some(spec), Some(to)) => (spec, to),
-        _ => anyhow::bail!("restore needs a SNAPSHOT and --to DIR"),
+        _ => {
+            anyhow::bail!("restore needs a SNAPSHOT and --to DIR (--to FILE for a sqlite snapshot)")
+        }
     };
     let repo = settings.open().await?;
     let (id, snapshot) = repo
@@ -89,6 +96,9 @@ pub async fn run_restore(settings: &Resolved, args: RestoreArgs) -> anyhow::Resu
             );
         }
         return Ok(());
+    }
+    if snapshot.kind == stowage::source::sqlite::KIND {
+        return sqlite::run(settings, &repo, &index, id, &snapshot, &to, args.force).await;
     }
     let stats = restore_snapshot(&repo, &index, id, snapshot.tree, &to, DEFAULT_PARALLEL).await?;
     let elapsed = started.elapsed();

@@ -19,6 +19,7 @@ pub mod pg_dump;
 pub mod pitr;
 mod plan;
 mod runs;
+pub mod sqlite;
 pub mod vault;
 mod write;
 
@@ -96,6 +97,8 @@ pub enum RestoreError {
     Vault(#[from] crate::vault::VaultSnapshotError),
     #[error(transparent)]
     VaultApi(#[from] crate::vault::api::VaultApiError),
+    #[error(transparent)]
+    Sqlite(#[from] crate::sqlite::SqliteError),
 }
 
 /// Runs fetched at once, beside the `parallel` blobs being opened: enough to keep

@@ -7,12 +7,14 @@ pub mod child;
 pub(crate) mod files;
 pub mod pg_base;
 pub mod pg_dump;
+pub mod sqlite;
 mod stdin;
 pub mod vault;
 
 pub use files::FilesSource;
 pub use pg_base::{PgBaseOptions, PgBaseSource};
 pub use pg_dump::PgDumpSource;
+pub use sqlite::SqliteSource;
 pub use stdin::StdinSource;
 pub use vault::VaultSource;
 
