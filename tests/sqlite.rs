@@ -388,3 +388,55 @@ fn integrity_check_names_a_damaged_database() {
     let err = stowage::restore::sqlite::integrity_check(&db).unwrap_err();
     assert!(err.to_string().contains("damaged.db"), "{err}");
 }
+
+/// A drill of a SQLite snapshot restores it to scratch space, checks its integrity and
+/// runs the check SQL; a check that fails fails the drill.
+#[test]
+fn drill_restores_checks_and_reports() {
+    let repo = TestRepo::new();
+    let db = repo.scratch("drill.db");
+    create(&db, "wal", 4096, 200, 100);
+    let snapshot = backup(&repo, &db)["snapshot"].as_str().unwrap().to_string();
+    let check = repo.scratch("check.sql");
+    std::fs::write(&check, "SELECT rows FROM meta;\nSELECT count(*) FROM t;\n").unwrap();
+    let report = repo.json(&[
+        "drill",
+        "--snapshot",
+        &snapshot,
+        "--check-sql",
+        check.to_str().unwrap(),
+    ]);
+    assert_eq!(report["kind"], "sqlite");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["check_output"], "200\n200\n");
+    assert!(report["rpo_seconds"].as_f64().unwrap() >= 0.0);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "restore database",
+            "integrity_check",
+            "check SQL",
+            "stop and clean up"
+        ]
+    );
+
+    std::fs::write(&check, "SELECT missing FROM t;\n").unwrap();
+    let out = repo
+        .cmd(&[
+            "drill",
+            "--snapshot",
+            &snapshot,
+            "--check-sql",
+            check.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, &["restore drill failed at step \"check SQL\""]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no such column: missing"));
+}

@@ -8,6 +8,7 @@ use clap::Args;
 
 use stowage::drill::dump::DumpDrill;
 use stowage::drill::pg::PgDrill;
+use stowage::drill::sqlite::SqliteDrill;
 use stowage::drill::{self, Report};
 use stowage::pg::recovery::{Target, TargetAction};
 
@@ -18,8 +19,8 @@ use super::{codes, Incomplete, Resolved};
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// The snapshot to rehearse: a pg-base or pg-dump snapshot (default: point-in-time
-    /// recovery of the cluster from its newest suitable base backup).
+    /// The snapshot to rehearse: a pg-base, pg-dump or sqlite snapshot (default:
+    /// point-in-time recovery of the cluster from its newest suitable base backup).
     #[arg(long, value_name = "SNAPSHOT")]
     snapshot: Option<String>,
     #[command(flatten)]
@@ -84,9 +85,18 @@ pub async fn run(settings: &Resolved, args: DrillArgs) -> anyhow::Result<()> {
             };
             drill::dump::run(&repo, &drill).await
         }
+        Some((id, snapshot)) if snapshot.kind == stowage::source::sqlite::KIND => {
+            let drill = SqliteDrill {
+                snapshot: (id, snapshot),
+                scratch,
+                keep: args.keep,
+                check_sql: args.check_sql,
+            };
+            drill::sqlite::run(&repo, &drill).await
+        }
         Some((id, snapshot)) if snapshot.kind != "pg-base" => {
             anyhow::bail!(
-                "snapshot {} is of kind {:?}; drills rehearse pg-base and pg-dump snapshots",
+                "snapshot {} is of kind {:?}; drills rehearse pg-base, pg-dump and sqlite snapshots",
                 id.short(),
                 snapshot.kind
             )

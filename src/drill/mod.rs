@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`pg`] | point-in-time recovery of a cluster: base backup, WAL replay to the target, a real server |
 //! | [`dump`] | a `pg-dump` snapshot restored into a scratch server's database |
+//! | [`sqlite`] | a `sqlite` snapshot restored to a scratch file, `integrity_check`, the check SQL |
 //!
 //! Every drill fills one [`Report`]: each step with its duration and outcome, then the
 //! figures (files restored, WAL replayed, RTO, the last commit reached and so the RPO
@@ -12,6 +13,7 @@
 
 pub mod dump;
 pub mod pg;
+pub mod sqlite;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub struct Step {
 /// What a drill found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    /// `pg-base` (point-in-time recovery) or `pg-dump`.
+    /// `pg-base` (point-in-time recovery), `pg-dump` or `sqlite`.
     pub kind: String,
     pub snapshot: Option<String>,
     pub snapshot_time: Option<DateTime<Utc>>,
