@@ -297,11 +297,54 @@ pub async fn restore_entries(
         Done::Pass(op) => op,
         Done::Data(data) => Op::Data(data),
     });
-    let fetched = forward(&mut stream, &tx).await;
+    let fetched = forward_batched(&mut stream, &tx).await;
     drop(tx);
     let written = writer.finish().await;
     fetched?;
     written
+}
+
+/// Data gathered into one batch for the writer thread.
+const BATCH_BYTES: usize = 1 << 20;
+/// Ops gathered into one batch at most.
+const BATCH_OPS: usize = 256;
+
+/// Like [`forward`], but sends what the stream has ready in batches (up to
+/// [`BATCH_BYTES`] of data): a base backup restores a page (8 KiB) per op, and handing
+/// each to the writer thread on its own cost a thread wake-up per page, which left the
+/// writer idle a third of the time.
+async fn forward_batched(
+    stream: &mut (impl futures::Stream<Item = Result<Op, RepoError>> + Unpin),
+    tx: &tokio::sync::mpsc::Sender<Vec<Op>>,
+) -> Result<(), RepoError> {
+    use futures::FutureExt;
+    let mut ended = false;
+    while !ended {
+        let Some(first) = stream.next().await else {
+            break;
+        };
+        let first = first?;
+        let mut bytes = first.len();
+        let mut batch = vec![first];
+        while bytes < BATCH_BYTES && batch.len() < BATCH_OPS {
+            match stream.next().now_or_never() {
+                Some(Some(op)) => {
+                    let op = op?;
+                    bytes += op.len();
+                    batch.push(op);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if tx.send(batch).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Sends each item of `stream` on `tx` until either ends; the first fetch error stops it.

@@ -2,7 +2,7 @@
 //! the order the fetch stage delivers it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,19 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Bytes gathered before one write to a restored file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+impl Op {
+    /// Data bytes the op carries.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Op::Data(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
+}
+
 pub(super) enum Op {
     Start(PlannedEntry),
     /// A file that exists and is partly right: written in place, not truncated first.
@@ -47,7 +60,9 @@ pub(super) enum Op {
 struct OpenFile {
     path: PathBuf,
     node: Node,
-    file: File,
+    /// Buffered: blobs arrive a page (8 KiB) at a time for a base backup, and one
+    /// write system call per page cost a third of a restore's time.
+    file: BufWriter<File>,
     /// Position in the file: bytes written plus bytes skipped.
     written: u64,
     skipped: u64,
@@ -106,7 +121,7 @@ impl State {
         self.current = Some(OpenFile {
             path,
             node: entry.node,
-            file,
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
             written: 0,
             skipped: 0,
             in_place: true,
@@ -192,7 +207,7 @@ impl State {
                 self.current = Some(OpenFile {
                     path,
                     node,
-                    file,
+                    file: BufWriter::with_capacity(WRITE_BUFFER, file),
                     written: 0,
                     skipped: 0,
                     in_place: false,
@@ -225,19 +240,21 @@ impl State {
             });
         }
         let path = &open.path;
+        let file = open
+            .file
+            .into_inner()
+            .map_err(|e| write_err("write", path)(e.into_error()))?;
         if open.in_place {
-            open.file
-                .set_len(open.written)
+            file.set_len(open.written)
                 .map_err(write_err("truncate", path))?;
             self.stats.kept_bytes += open.skipped;
             if open.skipped == open.written {
                 self.stats.kept_files += 1;
             }
         }
-        open.file
-            .set_permissions(fs::Permissions::from_mode(open.node.mode))
+        file.set_permissions(fs::Permissions::from_mode(open.node.mode))
             .map_err(write_err("set mode", path))?;
-        drop(open.file);
+        drop(file);
         chown(path, &open.node);
         filetime::set_file_mtime(path, mtime(&open.node)).map_err(write_err("set mtime", path))?;
         self.stats.files += 1;
@@ -260,8 +277,9 @@ impl State {
 }
 
 impl Writer {
-    pub(super) fn spawn(root: PathBuf) -> (Writer, mpsc::Sender<Op>) {
-        let (tx, mut rx) = mpsc::channel::<Op>(16);
+    /// The thread and the channel feeding it batches of ops ([`super::forward_batched`]).
+    pub(super) fn spawn(root: PathBuf) -> (Writer, mpsc::Sender<Vec<Op>>) {
+        let (tx, mut rx) = mpsc::channel::<Vec<Op>>(16);
         let handle = std::thread::spawn(move || {
             let mut state = State {
                 root,
@@ -269,13 +287,15 @@ impl Writer {
                 current: None,
                 dirs: Vec::new(),
             };
-            while let Some(op) = rx.blocking_recv() {
-                match op {
-                    Op::Start(entry) => state.start(entry)?,
-                    Op::Patch(entry) => state.patch(entry)?,
-                    Op::Data(bytes) => state.data(&bytes)?,
-                    Op::Skip(bytes) => state.skip(bytes)?,
-                    Op::EndFile => state.end_file()?,
+            while let Some(batch) = rx.blocking_recv() {
+                for op in batch {
+                    match op {
+                        Op::Start(entry) => state.start(entry)?,
+                        Op::Patch(entry) => state.patch(entry)?,
+                        Op::Data(bytes) => state.data(&bytes)?,
+                        Op::Skip(bytes) => state.skip(bytes)?,
+                        Op::EndFile => state.end_file()?,
+                    }
                 }
             }
             state.finish()
