@@ -76,15 +76,7 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v zstd >/dev/null || missing+=(zstd)   # INPUT.zst is needed for the cat group too
 if has "$TOOLS" restic; then command -v restic >/dev/null || missing+=(restic); fi
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        die "missing ${missing[*]}: install them (apt-get install ${missing[*]})"
-    fi
-fi
+install_missing "${missing[@]}"
 if has "$TOOLS" restic; then
     # repository v2 and --compression need restic >= 0.14
     rv=$(restic version | awk '{print $2}')
@@ -101,9 +93,7 @@ load=$(cut -d' ' -f1 /proc/loadavg)
     echo "tools: $(hyperfine --version); zstd $(zstd -V | grep -o 'v[0-9.]*' | head -1)$(has "$TOOLS" restic && printf '; restic %s' "$rv")"
     echo "runs: $RUNS; inputs: $INPUTS; benches: $BENCHES; tools: $TOOLS"
 } >"$RESULTS/env.txt"
-if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-    warn "load average is $load on $(nproc) CPUs: something else is running, timings will be noisy"
-fi
+warn_if_busy "$load"
 INPUTS="$INPUTS" bash "$SCRIPT_DIR/make-inputs.sh" "$OUTDIR"
 
 input_file() {

@@ -95,32 +95,15 @@ from functools import partial
 
 sys.path.insert(0, os.environ["BENCH_LIB"])
 import summary  # noqa: E402  (benches/lib/summary.py)
+from summary import mb, mib, num, table, verdict  # noqa: E402
 
 results = sys.argv[1]
-
-read_tsv = partial(summary.read_tsv, results)
 group = partial(summary.group, results)
-table = summary.table
-
-def num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-facts = {r["key"]: r["value"] for r in read_tsv("facts.tsv")}
-fact = lambda k, d=None: facts.get(k, d)
-verdict = lambda ok: "met" if ok else "**NOT met**"
-mb = lambda b: f"{b / 1e6:,.1f}" if b is not None else "n/a"
-mib = lambda kb: f"{kb / 1024:.0f}" if kb is not None else "n/a"
-rss = {(r["bench"], r["label"]): r for r in read_tsv("rss.tsv")}
-oneshot = read_tsv("oneshot.tsv")
+fact = summary.facts(results).get
+rss = summary.rss(results)
+oneshot = summary.read_tsv(results, "oneshot.tsv")
 shot = lambda bench, tool: next((r for r in oneshot if r["bench"] == bench and r["tool"] == tool), None)
-
-env = os.path.join(results, "env.txt")
-if os.path.exists(env):
-    with open(env) as f:
-        print("".join("    " + line for line in f))
+summary.print_env(results)
 
 shown = False
 # ---- 1. first full base backup
@@ -252,21 +235,15 @@ if not shown:
 PY
 }
 
-if [[ "${1:-}" == --summary ]]; then
-    summarize "${2:-${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}/pg-results}"
-    exit 0
-fi
+summary_mode pg-results "$@"
 
 # ------------------------------------------------------------------ settings
-BENCH_DIR="${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}"
 if [[ "${QUICK:-0}" == 1 ]]; then
     : "${SCALE:=5}" "${PGBENCH_SECONDS:=10}"
-    default_outdir="$BENCH_DIR/quick"
 else
     : "${SCALE:=100}" "${PGBENCH_SECONDS:=30}"
-    default_outdir="$BENCH_DIR"
 fi
-OUTDIR="${1:-$default_outdir}"
+OUTDIR=$(bench_outdir "${1:-}")
 RUNS="${RUNS:-3}"
 BENCHES="${BENCHES:-base incr dump}"
 TOOLS="${TOOLS:-stowage pgbackrest}"
@@ -298,6 +275,11 @@ unset PGOPTIONS PGHOST PGPORT PGUSER PGDATABASE PGSERVICE PGPASSWORD
 
 FAILED=()   # what was left out because it failed
 
+# the setup shared with the other PostgreSQL benches (pg_user_setup, pg_sock, pg_cleanup,
+# archive_setup, pgbr_conf, ...), the server helpers (pg_start, sql, ...), make_gen, gen_ensure
+# shellcheck source-path=SCRIPTDIR source=lib/pg.sh
+source "$SCRIPT_DIR/lib/pg.sh"
+
 for b in $BENCHES; do has "base incr dump" "$b" || die "unknown bench '$b' (base incr dump)"; done
 for t in $TOOLS; do has "stowage pgbackrest" "$t" || die "unknown tool '$t' (stowage pgbackrest)"; done
 [[ "$SCALE" =~ ^[1-9][0-9]*$ ]] || die "SCALE must be a positive integer"
@@ -312,62 +294,24 @@ command -v hyperfine >/dev/null || missing+=(hyperfine)
 command -v python3 >/dev/null || missing+=(python3)
 [[ -x /usr/bin/time ]] || missing+=(time)
 if ((USE_PGBR)); then command -v pgbackrest >/dev/null || missing+=(pgbackrest); fi
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        die "missing ${missing[*]}: install them (apt-get install ${missing[*]})"
-    fi
-fi
-for b in initdb pg_ctl pgbench pg_dump psql; do
-    [[ -x "$PG_BIN/$b" ]] || die "no $b in $PG_BIN (apt-get install postgresql-15)"
-done
+install_missing "${missing[@]}"
+pg_check_bins initdb pg_ctl pgbench pg_dump psql
 
-# PostgreSQL refuses to run as root: the server, the backups (which read its data directory)
-# and the dumps run as `postgres` (setpriv: no PAM session, so no extra process and the same
-# few milliseconds for every tool), with PG_BIN first in PATH.
+# The server, the backups (which read its data directory) and the dumps run as `postgres`
+# (lib/pg.sh), with PG_BIN first in PATH.
 CMD_PATH="$PG_BIN:/usr/local/bin:/usr/bin:/bin"
-if [[ $(id -u) -eq 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user"
-    as_pg() { runuser -u postgres -- "$@"; }
-    to_pg() { chown -R postgres: "$@"; }
-    PGRUN=(setpriv --reuid=postgres --regid=postgres --init-groups env "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache" "PATH=$CMD_PATH")
-else
-    as_pg() { "$@"; }
-    to_pg() { :; }
-    PGRUN=(env "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache" "PATH=$CMD_PATH")
-fi
-PGRUN_S=$(printf '%q ' "${PGRUN[@]}")     # for hyperfine command strings
+pg_user_setup "PATH=$CMD_PATH"
 
 S=""
 if has "$TOOLS" stowage; then
-    target_dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
-    [[ "$target_dir" == /* ]] || target_dir="$REPO_ROOT/$target_dir"
-    S="${STOWAGE_BIN:-$target_dir/release/stowage}"
-    if [[ -z "${STOWAGE_BIN:-}" && ! -x "$S" ]]; then
-        log "cargo build --release --bin stowage"
-        cargo build --release --bin stowage --manifest-path "$REPO_ROOT/Cargo.toml" \
-            || die "cargo build --release failed"
-    fi
-    S=$(type -P "$S" 2>/dev/null || true)   # STOWAGE_BIN may be a name in PATH
-    [[ -n "$S" && -x "$S" ]] || die "no stowage binary at ${STOWAGE_BIN:-$target_dir/release/stowage}"
-    S=$(realpath "$S")   # the commands run from other directories
+    find_stowage
     subs=(init snapshots)
     ((NEED_ARCHIVE)) && subs+=(wal-push "backup pg-base")
     has "$BENCHES" dump && subs+=("backup pg-dump")
-    for sub in "${subs[@]}"; do
-        # shellcheck disable=SC2086  # "backup pg-base" is two words
-        "$S" $sub --help >/dev/null 2>&1 \
-            || die "$S has no '$sub' command (an older build? rebuild: cargo build --release, or set STOWAGE_BIN; TOOLS=pgbackrest runs the references alone)"
-    done
+    stowage_has "${subs[@]}"
     as_pg test -x "$S" || die "user postgres cannot execute $S (archive_command runs as postgres): use a STOWAGE_BIN it can reach"
 fi
-if ((USE_PGBR)); then
-    pgbackrest help backup compress-type 2>/dev/null | grep -q '\* zst' \
-        || die "this pgbackrest has no zst compression"
-fi
+if ((USE_PGBR)); then pgbr_check_zst backup; fi
 
 # ------------------------------------------------------------------ scratch space, cleanup
 rm -rf "$LOGS"   # pg_ctl -l appends
@@ -377,36 +321,13 @@ to_pg "$PGLOGS"
 chmod a+x "$OUTDIR" "$PGDIR"   # the postgres user must reach its directories below
 as_pg test -x "$PGDIR" || die "user postgres cannot reach $PGDIR: use an OUTDIR whose parents are world-searchable"
 rm -rf "$RUN" "$PGDIR/gen.partial"
-SOCK=$(mktemp -d /tmp/stowage-pgsock.XXXXXX)   # short path: unix socket names max ~107 bytes
-chmod 755 "$SOCK"
-to_pg "$SOCK"
+pg_sock stowage-pgsock
 
 RUNNING=()          # data directories of the servers this script started
 BG_PIDS=()          # background processes this script started (pgbench)
-cleanup() {
-    local rc=$? d p
-    for p in "${BG_PIDS[@]}"; do
-        [[ -n "$p" ]] || continue
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    for d in "${RUNNING[@]}"; do
-        [[ -n "$d" && -f "$d/postmaster.pid" ]] || continue
-        as_pg "$PG_BIN/pg_ctl" -D "$d" -m fast -w -t 120 stop >/dev/null 2>&1 \
-            || as_pg "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
-    done
-    rm -rf "$SOCK" "$PGDIR/gen.partial"
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$RUN"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+trap pg_cleanup EXIT   # stops the servers, removes SOCK and (unless KEEP=1) RUN
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# free_port, pg_conf, pg_start, pg_stop, sql, now, secs_since, secs_since3, file_bytes,
-# make_gen, gen_ensure
-# shellcheck source-path=SCRIPTDIR source=lib/pg.sh
-source "$SCRIPT_DIR/lib/pg.sh"
 
 # ------------------------------------------------------------------ generated cluster (kept)
 gen_ensure
@@ -441,26 +362,7 @@ mkdir -p "$BASE_SPOOL" "$DUMP_SPOOL"
 
 PGBR_CONF="$RUN/pgbr/pgbackrest.conf" PGBR_REPO="$RUN/pgbr/repo"
 PGBR_BACKUP="$PGBR_REPO/backup/$STANZA" PGBR_EMPTY="$RUN/pgbr/backup-empty"
-mkdir -p "$RUN/pgbr"/{repo,log,lock,spool}
-{
-    echo "[global]"
-    echo "repo1-path=$PGBR_REPO"
-    echo "repo1-retention-full=2"
-    echo "log-path=$RUN/pgbr/log"
-    echo "lock-path=$RUN/pgbr/lock"
-    echo "spool-path=$RUN/pgbr/spool"
-    echo "compress-type=zst"
-    echo "compress-level=$COMPRESSION_LEVEL"
-    echo "process-max=$PGBR_PROCESS_MAX"
-    echo "start-fast=y"
-    echo "archive-async=n"
-    echo "log-level-console=warn"
-    echo
-    echo "[$STANZA]"
-    echo "pg1-path=$DATA"
-    echo "pg1-socket-path=$SOCK"
-    echo "pg1-port=$PORT"
-} >"$PGBR_CONF"
+pgbr_conf
 
 # bench.py: page digests, JSON fields, /usr/bin/time -v files, snapshot counts
 cat >"$RUN/bin/bench.py" <<'PY_EOF'
@@ -589,30 +491,7 @@ cat >"$HELPER" <<'HELPER_EOF'
 # helper pgbr-count TYPE N            the stanza holds exactly N backups, the last of TYPE
 set -euo pipefail
 source "$(dirname "$0")/../bench.env"
-sql() { "$PG_BIN/psql" -X -Atq -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres -d postgres -c "$1"; }
-archive_wait() {
-    local ready=0
-    for _ in $(seq 6000); do
-        ready=$(find "$DATA/pg_wal/archive_status" -name '*.ready' | wc -l)
-        ((ready == 0)) && return 0
-        sleep 0.1
-    done
-    echo "helper: $ready segments still .ready after 10 minutes; see $PGLOG" >&2
-    tail -5 "$PGLOG" >&2
-    return 1
-}
-switch_wal() {
-    local seg
-    sql "SELECT pg_logical_emit_message(false, 'stowage-bench', 'switch')" >/dev/null
-    seg=$(sql "SELECT pg_walfile_name(pg_switch_wal())")
-    for _ in $(seq 6000); do
-        [[ $(sql "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver") == t ]] && return 0
-        sleep 0.1
-    done
-    echo "helper: segment $seg not archived after 10 minutes; see $PGLOG" >&2
-    tail -5 "$PGLOG" >&2
-    return 1
-}
+source "$BENCH_LIB/pg.sh"   # sql, archive_wait, switch_wal
 case "$1" in
 archive-wait)
     archive_wait ;;
@@ -650,30 +529,17 @@ pgbr-count)
 esac
 HELPER_EOF
 chmod 755 "$HELPER" "$RUN/bin"
-declare -p PG_BIN SOCK PORT DATA PGLOG PGRUN S INIT_ARGS STANZA PGBR_CONF PGBR_BACKUP PGBR_EMPTY >"$RUN/bench.env"
+BENCH_LIB="$SCRIPT_DIR/lib"
+declare -p PG_BIN SOCK PORT DATA PGLOG PGRUN S INIT_ARGS STANZA PGBR_CONF PGBR_BACKUP PGBR_EMPTY BENCH_LIB >"$RUN/bench.env"
 H=$(q "$HELPER")
 
 to_pg "$RUN"
-# the passphrase: readable by the postgres user, which runs every stowage command
-printf '%s\n' "$STOWAGE_PASSWORD" >"$RUN/conf/password"
-chmod 0640 "$RUN/conf/password"
-if [[ $(id -u) -eq 0 ]]; then chgrp "$(id -gn postgres)" "$RUN/conf/password"; fi
-unset STOWAGE_PASSWORD   # commands read the password file named in their config
+pg_password_file   # RUN/conf/password; unsets STOWAGE_PASSWORD
 
 # ------------------------------------------------------------------ the server
-# archive_command: each tool's half when it takes part, chained with && (PostgreSQL retries
-# the whole command; wal-push of an already stored segment with the same content exits 0)
-AC=() SERVER_ENV=()
-if has "$TOOLS" stowage && ((NEED_ARCHIVE)); then
-    # shellcheck disable=SC2086  # INIT_ARGS: several arguments
-    "${PGRUN[@]}" "STOWAGE_CONFIG=$BASE_CONF" "$S" init $INIT_ARGS >"$LOGS/init-base.log" 2>&1 \
-        || { tail -20 "$LOGS/init-base.log" >&2; die "stowage init ($BASE_CONF) failed"; }
-    AC+=("$S wal-push %p")
-    SERVER_ENV=("STOWAGE_CONFIG=$BASE_CONF" "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache" "PATH=$CMD_PATH")
-fi
-((USE_PGBR)) && AC+=("pgbackrest --config=$PGBR_CONF --stanza=$STANZA archive-push %p")
-ARCHIVE_COMMAND=""
-for a in "${AC[@]}"; do ARCHIVE_COMMAND+="${ARCHIVE_COMMAND:+ && }$a"; done
+with_stowage=0
+if has "$TOOLS" stowage && ((NEED_ARCHIVE)); then with_stowage=1; fi
+archive_setup "$with_stowage" "$LOGS/init-base.log"   # ARCHIVE_COMMAND, SERVER_ENV
 if [[ -n "$ARCHIVE_COMMAND" ]]; then
     pg_conf "$DATA" wal_level replica archive_mode on archive_command "$ARCHIVE_COMMAND"
 else
@@ -685,19 +551,8 @@ pg_conf "$DATA" synchronous_commit off
 log "starting the cluster (port $PORT), archive_command = '${ARCHIVE_COMMAND:-(archiving off)}'"
 pg_start "$DATA" "$PORT" "$PGLOG" "" "${SERVER_ENV[@]}"
 
-if ((USE_PGBR)); then
-    log "pgbackrest stanza-create and check"
-    as_pg pgbackrest "--config=$PGBR_CONF" "--stanza=$STANZA" stanza-create >"$LOGS/pgbackrest-stanza-create.log" 2>&1 \
-        || { tail -20 "$LOGS/pgbackrest-stanza-create.log" >&2; die "pgbackrest stanza-create failed"; }
-    cp -a "$PGBR_BACKUP" "$PGBR_EMPTY"
-    # check: pg_switch_wal() and wait until the segment is in pgbackrest's archive, which
-    # (archive_command chains them) also means stowage's wal-push took it
-    as_pg pgbackrest "--config=$PGBR_CONF" "--stanza=$STANZA" check >"$LOGS/pgbackrest-check.log" 2>&1 \
-        || { tail -20 "$LOGS/pgbackrest-check.log" >&2; tail -10 "$PGLOG" >&2; die "pgbackrest check failed (archive_command: see $PGLOG)"; }
-elif [[ -n "$ARCHIVE_COMMAND" ]]; then
-    log "checking archive_command"
-    "$HELPER" switch || die "archiving does not work; see $PGLOG"
-fi
+# the empty stanza's backup directory, which pgbr-reset puts back before each full
+archive_check cp -a "$PGBR_BACKUP" "$PGBR_EMPTY"
 
 # ------------------------------------------------------------------ environment record
 DATA_BYTES=$(file_bytes "$DATA" pg_wal)
@@ -715,9 +570,7 @@ load=$(cut -d' ' -f1 /proc/loadavg)
     echo "archive_command: ${ARCHIVE_COMMAND:-(off)}"
     echo "data, repositories on: $PGDIR ($(df --output=fstype "$PGDIR" | tail -1))"
 } >"$RESULTS/env.txt"
-if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-    warn "load average is $load on $(nproc) CPUs: something else is running, timings will be noisy"
-fi
+warn_if_busy "$load"
 fact() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS/facts.tsv"; }
 printf 'key\tvalue\n' >"$RESULTS/facts.tsv"
 fact scale "$SCALE"
@@ -735,18 +588,8 @@ printf 'bench\ttool\tlabel\twall_s\tuser_s\tsys_s\tmaxrss_kb\texit\tstored_bytes
 
 # ------------------------------------------------------------------ drivers
 # shellcheck source-path=SCRIPTDIR source=lib/hyperfine.sh
-source "$SCRIPT_DIR/lib/hyperfine.sh"   # add, run_group
+source "$SCRIPT_DIR/lib/hyperfine.sh"   # add, run_group, timed
 
-# timed BENCH LABEL: TW = a /usr/bin/time prefix appending the peak RSS of each run of LABEL
-# to a file that rss_rows reads
-declare -A RSS_FILES=()
-TW=""
-timed() {
-    local f="$LOGS/rss-$1-${2//[^A-Za-z0-9_.-]/_}.txt"
-    : >"$f"
-    RSS_FILES["$1|$2"]=$f
-    TW="/usr/bin/time -a -o $(q "$f") -f %M "
-}
 # rss_rows BENCH: rss.tsv rows of BENCH's hyperfine commands that were measured
 rss_rows() {
     local key f v
@@ -946,10 +789,4 @@ fact archive_failed_count "$(sql "$PORT" "SELECT failed_count FROM pg_stat_archi
 pg_stop "$DATA" fast
 
 # ------------------------------------------------------------------ summary
-log "summary (also in $RESULTS/summary.md)"
-summarize "$RESULTS" | tee "$RESULTS/summary.md"
-
-if ((${#FAILED[@]})); then
-    printf '\n[pg] FAILED (left out of the results): %s\n' "${FAILED[*]}" >&2
-    exit 1
-fi
+finish   # exits 1 when something was left out

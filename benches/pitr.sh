@@ -101,30 +101,14 @@ from functools import partial
 
 sys.path.insert(0, os.environ["BENCH_LIB"])
 import summary  # noqa: E402  (benches/lib/summary.py)
+from summary import mb, mib, num, table, verdict  # noqa: E402
 
 results = sys.argv[1]
-read_tsv = partial(summary.read_tsv, results)
 group = partial(summary.group, results)
-table = summary.table
-
-def num(v):
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-facts = {r["key"]: r["value"] for r in read_tsv("facts.tsv")}
-fact = lambda k, d=None: facts.get(k, d)
-verdict = lambda ok: "met" if ok else "**NOT met**"
-mb = lambda b: f"{b / 1e6:,.1f}" if b is not None else "n/a"
-mib = lambda kb: f"{kb / 1024:.0f}" if kb is not None else "n/a"
-rss = {(r["bench"], r["label"]): r for r in read_tsv("rss.tsv")}
+fact = summary.facts(results).get
+rss = summary.rss(results)
 pick = lambda g, prefix: next((r for c, r in g.items() if c.startswith(prefix)), None)
-
-env = os.path.join(results, "env.txt")
-if os.path.exists(env):
-    with open(env) as f:
-        print("".join("    " + line for line in f))
+summary.print_env(results)
 
 shown = False
 wal = num(fact("wal_bytes"))
@@ -229,21 +213,15 @@ if not shown:
 PY
 }
 
-if [[ "${1:-}" == --summary ]]; then
-    summarize "${2:-${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}/pitr-results}"
-    exit 0
-fi
+summary_mode pitr-results "$@"
 
 # ------------------------------------------------------------------ settings
-BENCH_DIR="${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}"
 if [[ "${QUICK:-0}" == 1 ]]; then
     : "${SCALE:=5}" "${WAL_MIB:=128}" "${TICK_SECONDS:=2}" "${GAP:=4}"
-    default_outdir="$BENCH_DIR/quick"
 else
     : "${SCALE:=100}" "${WAL_MIB:=1024}" "${TICK_SECONDS:=5}" "${GAP:=10}"
-    default_outdir="$BENCH_DIR"
 fi
-OUTDIR="${1:-$default_outdir}"
+OUTDIR=$(bench_outdir "${1:-}")
 RUNS="${RUNS:-3}"
 BENCHES="${BENCHES:-full files drill}"
 TOOLS="${TOOLS:-stowage pgbackrest}"
@@ -274,6 +252,11 @@ unset PGOPTIONS PGHOST PGPORT PGUSER PGDATABASE PGSERVICE PGPASSWORD
 
 FAILED=()   # what was left out because it failed
 
+# the setup shared with the other PostgreSQL benches (pg_user_setup, pg_sock, pg_cleanup,
+# archive_setup, pgbr_conf, ...), the server helpers (pg_start, sql, ...), make_gen, gen_ensure
+# shellcheck source-path=SCRIPTDIR source=lib/pg.sh
+source "$SCRIPT_DIR/lib/pg.sh"
+
 for b in $BENCHES; do has "full files drill" "$b" || die "unknown bench '$b' (full files drill)"; done
 for t in $TOOLS; do has "stowage pgbackrest" "$t" || die "unknown tool '$t' (stowage pgbackrest)"; done
 [[ -n "${TOOLS// /}" ]] || die "TOOLS is empty"
@@ -296,62 +279,25 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v zstd >/dev/null || missing+=(zstd)
 [[ -x /usr/bin/time ]] || missing+=(time)
 if ((USE_PGBR)); then command -v pgbackrest >/dev/null || missing+=(pgbackrest); fi
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        die "missing ${missing[*]}: install them (apt-get install ${missing[*]})"
-    fi
-fi
-for b in initdb pg_ctl pgbench psql pg_isready pg_controldata; do
-    [[ -x "$PG_BIN/$b" ]] || die "no $b in $PG_BIN (apt-get install postgresql-15)"
-done
+install_missing "${missing[@]}"
+pg_check_bins initdb pg_ctl pgbench psql pg_isready pg_controldata
 
-# PostgreSQL refuses to run as root: the servers, the backups, restores and the drill run as
-# `postgres` (setpriv: no PAM session), with PG_BIN first in PATH.
+# The servers, the backups, restores and the drill run as `postgres` (lib/pg.sh), with PG_BIN
+# first in PATH.
 CMD_PATH="$PG_BIN:/usr/local/bin:/usr/bin:/bin"
-if [[ $(id -u) -eq 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user"
-    as_pg() { runuser -u postgres -- "$@"; }
-    to_pg() { chown -R postgres: "$@"; }
-    PGRUN=(setpriv --reuid=postgres --regid=postgres --init-groups env "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache" "PATH=$CMD_PATH")
-else
-    as_pg() { "$@"; }
-    to_pg() { :; }
-    PGRUN=(env "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache" "PATH=$CMD_PATH")
-fi
-PGRUN_S=$(printf '%q ' "${PGRUN[@]}")     # for hyperfine command strings
+pg_user_setup "PATH=$CMD_PATH"
 
 S=""
 if has "$TOOLS" stowage; then
-    target_dir="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
-    [[ "$target_dir" == /* ]] || target_dir="$REPO_ROOT/$target_dir"
-    S="${STOWAGE_BIN:-$target_dir/release/stowage}"
-    if [[ -z "${STOWAGE_BIN:-}" && ! -x "$S" ]]; then
-        log "cargo build --release --bin stowage"
-        cargo build --release --bin stowage --manifest-path "$REPO_ROOT/Cargo.toml" \
-            || die "cargo build --release failed"
-    fi
-    S=$(type -P "$S" 2>/dev/null || true)   # STOWAGE_BIN may be a name in PATH
-    [[ -n "$S" && -x "$S" ]] || die "no stowage binary at ${STOWAGE_BIN:-$target_dir/release/stowage}"
-    S=$(realpath "$S")
+    find_stowage
     subs=(init wal-push wal-fetch "backup pg-base")
     has "$BENCHES" drill && subs+=(drill)
-    for sub in "${subs[@]}"; do
-        # shellcheck disable=SC2086  # "backup pg-base" is two words
-        "$S" $sub --help >/dev/null 2>&1 \
-            || die "$S has no '$sub' command (an older build? rebuild: cargo build --release, or set STOWAGE_BIN; TOOLS=pgbackrest runs the references alone)"
-    done
+    stowage_has "${subs[@]}"
     "$S" restore pg --help 2>/dev/null | grep -q -- '--latest' \
         || die "$S has no 'restore pg --latest' (an older build? rebuild, or set STOWAGE_BIN)"
     as_pg test -x "$S" || die "user postgres cannot execute $S: use a STOWAGE_BIN it can reach"
 fi
-if ((USE_PGBR)); then
-    pgbackrest help backup compress-type 2>/dev/null | grep -q '\* zst' \
-        || die "this pgbackrest has no zst compression"
-fi
+if ((USE_PGBR)); then pgbr_check_zst backup; fi
 
 # ------------------------------------------------------------------ scratch space, cleanup
 rm -rf "$LOGS"   # pg_ctl -l appends
@@ -361,37 +307,15 @@ to_pg "$PGLOGS"
 chmod a+x "$OUTDIR" "$PGDIR" "$OUTDIR/pitr"   # the postgres user must reach its directories below
 as_pg test -x "$OUTDIR/pitr" || die "user postgres cannot reach $OUTDIR/pitr: use an OUTDIR whose parents are world-searchable"
 rm -rf "$RUN" "$PGDIR/gen.partial"
-SOCK=$(mktemp -d /tmp/stowage-pgsock.XXXXXX)   # short path: unix socket names max ~107 bytes
-chmod 755 "$SOCK"
-to_pg "$SOCK"
+pg_sock stowage-pgsock
 
 RUNNING=()          # data directories of the servers this script started
 BG_PIDS=()          # background processes this script started (pgbench)
-cleanup() {
-    local rc=$? d p
-    for p in "${BG_PIDS[@]}"; do
-        [[ -n "$p" ]] || continue
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    # the primary, a restored server left by an interrupted run, the drill's
-    for d in "${RUNNING[@]}" "$TARGET" "$DRILL_DIR/pgdata"; do
-        [[ -n "$d" && -f "$d/postmaster.pid" ]] || continue
-        as_pg "$PG_BIN/pg_ctl" -D "$d" -m fast -w -t 120 stop >/dev/null 2>&1 \
-            || as_pg "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1 || true
-    done
-    rm -rf "$SOCK" "$PGDIR/gen.partial"
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$RUN"; fi
-    exit "$rc"
-}
+# besides the primary: a restored server left by an interrupted run, the drill's
+cleanup() { pg_cleanup "$TARGET" "$DRILL_DIR/pgdata"; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# free_port, pg_conf, pg_start, pg_stop, sql, now, secs_since, secs_since3, file_bytes,
-# make_gen, gen_ensure
-# shellcheck source-path=SCRIPTDIR source=lib/pg.sh
-source "$SCRIPT_DIR/lib/pg.sh"
 
 # ------------------------------------------------------------------ generated cluster (kept)
 gen_ensure
@@ -428,32 +352,11 @@ RCONF=$(stowage_conf restore "$( ((PREFETCH > 0)) && echo "wal_prefetch = $PREFE
 RSPOOL="$RUN/spool/restore"
 
 PGBR_CONF="$RUN/pgbr/pgbackrest.conf" PGBR_REPO="$RUN/pgbr/repo" PGBR_SPOOL="$RUN/pgbr/spool"
-mkdir -p "$RUN/pgbr"/{repo,log,lock,spool}
-{
-    echo "[global]"
-    echo "repo1-path=$PGBR_REPO"
-    echo "repo1-retention-full=2"
-    echo "log-path=$RUN/pgbr/log"
-    echo "lock-path=$RUN/pgbr/lock"
-    echo "spool-path=$PGBR_SPOOL"
-    echo "compress-type=zst"
-    echo "compress-level=$COMPRESSION_LEVEL"
-    echo "process-max=$PGBR_PROCESS_MAX"
-    echo "start-fast=y"
-    echo "archive-async=n"
-    echo "log-level-console=warn"
-    if ((PREFETCH > 0)); then
-        echo
-        echo "[global:archive-get]"
-        echo "archive-async=y"
-        echo "archive-get-queue-max=$((PREFETCH * 16 * 1024 * 1024))"
-    fi
-    echo
-    echo "[$STANZA]"
-    echo "pg1-path=$DATA"
-    echo "pg1-socket-path=$SOCK"
-    echo "pg1-port=$PORT"
-} >"$PGBR_CONF"
+PGBR_GET=""   # archive-get (the restore_command): asynchronous, a queue of PREFETCH segments
+if ((PREFETCH > 0)); then
+    PGBR_GET=$(printf '%s\n' "[global:archive-get]" "archive-async=y" "archive-get-queue-max=$((PREFETCH * 16 * 1024 * 1024))")
+fi
+pgbr_conf "$PGBR_GET"
 
 # The helper the hyperfine prepares, commands and checks call. Settings from RUN/bench.env.
 HELPER="$RUN/bin/helper"
@@ -469,28 +372,7 @@ cat >"$HELPER" <<'HELPER_EOF'
 # helper check-files         TARGET holds a restored data directory
 set -euo pipefail
 source "$(dirname "$0")/../bench.env"
-sql() { "$PG_BIN/psql" -X -Atq -v ON_ERROR_STOP=1 -h "$SOCK" -p "$1" -U postgres -d postgres -c "$2"; }
-archive_wait() {
-    local ready=0
-    for _ in $(seq 6000); do
-        ready=$(find "$DATA/pg_wal/archive_status" -name '*.ready' | wc -l)
-        ((ready == 0)) && return 0
-        sleep 0.1
-    done
-    echo "helper: $ready segments still .ready after 10 minutes; see $PGLOG" >&2
-    return 1
-}
-switch_wal() {
-    local seg
-    sql "$PORT" "SELECT pg_logical_emit_message(false, 'stowage-bench', 'switch')" >/dev/null
-    seg=$(sql "$PORT" "SELECT pg_walfile_name(pg_switch_wal())")
-    for _ in $(seq 6000); do
-        [[ $(sql "$PORT" "SELECT coalesce(last_archived_wal, '') >= '$seg' FROM pg_stat_archiver") == t ]] && return 0
-        sleep 0.1
-    done
-    echo "helper: segment $seg not archived after 10 minutes; see $PGLOG" >&2
-    return 1
-}
+source "$BENCH_LIB/pg.sh"   # sql, archive_wait, switch_wal
 stop_target() {
     if [[ -f "$TARGET/postmaster.pid" ]]; then
         "${PGRUN[@]}" "$PG_BIN/pg_ctl" -D "$TARGET" -m immediate -w -t 120 stop >/dev/null
@@ -574,43 +456,23 @@ esac
 HELPER_EOF
 chmod 755 "$HELPER" "$RUN/bin"
 RLOG="$PGLOGS/restored.log"
-declare -p PG_BIN SOCK PORT RPORT DATA TARGET PGLOG RLOG PGRUN RCONF RSPOOL PGBR_SPOOL >"$RUN/bench.env"
+BENCH_LIB="$SCRIPT_DIR/lib"
+declare -p PG_BIN SOCK PORT RPORT DATA TARGET PGLOG RLOG PGRUN RCONF RSPOOL PGBR_SPOOL BENCH_LIB >"$RUN/bench.env"
 H=$(q "$HELPER")
 
 to_pg "$RUN"
-# the passphrase: readable by the postgres user, which runs every stowage command
-printf '%s\n' "$STOWAGE_PASSWORD" >"$RUN/conf/password"
-chmod 0640 "$RUN/conf/password"
-if [[ $(id -u) -eq 0 ]]; then chgrp "$(id -gn postgres)" "$RUN/conf/password"; fi
-unset STOWAGE_PASSWORD   # commands read the password file named in their config
+pg_password_file   # RUN/conf/password; unsets STOWAGE_PASSWORD
 
 # ------------------------------------------------------------------ the primary
-AC=() SERVER_ENV=()
-if has "$TOOLS" stowage; then
-    # shellcheck disable=SC2086  # INIT_ARGS: several arguments
-    "${PGRUN[@]}" "STOWAGE_CONFIG=$BASE_CONF" "$S" init $INIT_ARGS >"$LOGS/init.log" 2>&1 \
-        || { tail -20 "$LOGS/init.log" >&2; die "stowage init ($BASE_CONF) failed"; }
-    AC+=("$S wal-push %p")
-    SERVER_ENV=("STOWAGE_CONFIG=$BASE_CONF" "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache" "PATH=$CMD_PATH")
-fi
-((USE_PGBR)) && AC+=("pgbackrest --config=$PGBR_CONF --stanza=$STANZA archive-push %p")
-ARCHIVE_COMMAND=""
-for a in "${AC[@]}"; do ARCHIVE_COMMAND+="${ARCHIVE_COMMAND:+ && }$a"; done
+with_stowage=0
+if has "$TOOLS" stowage; then with_stowage=1; fi
+archive_setup "$with_stowage" "$LOGS/init.log"   # ARCHIVE_COMMAND, SERVER_ENV
 pg_conf "$DATA" wal_level replica archive_mode on archive_command "$ARCHIVE_COMMAND" \
     synchronous_commit off autovacuum off checkpoint_timeout 1min track_commit_timestamp on
 log "starting the cluster (port $PORT), archive_command = '$ARCHIVE_COMMAND'"
 pg_start "$DATA" "$PORT" "$PGLOG" "" "${SERVER_ENV[@]}"
 
-if ((USE_PGBR)); then
-    log "pgbackrest stanza-create and check"
-    as_pg pgbackrest "--config=$PGBR_CONF" "--stanza=$STANZA" stanza-create >"$LOGS/pgbackrest-stanza-create.log" 2>&1 \
-        || { tail -20 "$LOGS/pgbackrest-stanza-create.log" >&2; die "pgbackrest stanza-create failed"; }
-    as_pg pgbackrest "--config=$PGBR_CONF" "--stanza=$STANZA" check >"$LOGS/pgbackrest-check.log" 2>&1 \
-        || { tail -20 "$LOGS/pgbackrest-check.log" >&2; tail -10 "$PGLOG" >&2; die "pgbackrest check failed (archive_command: see $PGLOG)"; }
-else
-    log "checking archive_command"
-    "$HELPER" switch || die "archiving does not work; see $PGLOG"
-fi
+archive_check
 
 fact() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS/facts.tsv"; }
 printf 'key\tvalue\n' >"$RESULTS/facts.tsv"
@@ -682,23 +544,12 @@ load=$(cut -d' ' -f1 /proc/loadavg)
     echo "archive_command: $ARCHIVE_COMMAND"
     echo "data, repositories, restores on: $RUN ($(df --output=fstype "$RUN" | tail -1))"
 } >"$RESULTS/env.txt"
-if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-    warn "load average is $load on $(nproc) CPUs: something else is running, timings will be noisy"
-fi
+warn_if_busy "$load"
 
 # ------------------------------------------------------------------ drivers
 # shellcheck source-path=SCRIPTDIR source=lib/hyperfine.sh
-source "$SCRIPT_DIR/lib/hyperfine.sh"   # add, run_group
+source "$SCRIPT_DIR/lib/hyperfine.sh"   # add, run_group, timed
 
-# timed BENCH LABEL: TW = a /usr/bin/time prefix appending the peak RSS of each run of LABEL
-declare -A RSS_FILES=()
-TW=""
-timed() {
-    local f="$LOGS/rss-$1-${2//[^A-Za-z0-9_.-]/_}.txt"
-    : >"$f"
-    RSS_FILES["$1|$2"]=$f
-    TW="/usr/bin/time -a -o $(q "$f") -f %M "
-}
 rss_rows() {   # rss_rows BENCH: rss.tsv rows of BENCH's measured commands
     local key
     for key in "${!RSS_FILES[@]}"; do
@@ -816,10 +667,4 @@ fact archive_failed_count "$(sql "$PORT" "SELECT failed_count FROM pg_stat_archi
 pg_stop "$DATA" fast
 
 # ------------------------------------------------------------------ summary
-log "summary (also in $RESULTS/summary.md)"
-summarize "$RESULTS" | tee "$RESULTS/summary.md"
-
-if ((${#FAILED[@]})); then
-    printf '\n[pitr] FAILED (left out of the results): %s\n' "${FAILED[*]}" >&2
-    exit 1
-fi
+finish   # exits 1 when something was left out

@@ -148,10 +148,7 @@ if rss:
 PY
 }
 
-if [[ "${1:-}" == --summary ]]; then
-    summarize "${2:-${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}/s3-results}"
-    exit 0
-fi
+summary_mode s3-results "$@"
 
 # ------------------------------------------------------------------ settings
 INPUT_DIR="${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}"
@@ -189,15 +186,7 @@ missing=()
 command -v hyperfine >/dev/null || missing+=(hyperfine)
 command -v python3 >/dev/null || missing+=(python3)
 [[ -x /usr/bin/time ]] || missing+=(time)
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        die "missing ${missing[*]}: install them (apt-get install ${missing[*]})"
-    fi
-fi
+install_missing "${missing[@]}"
 
 S="${STOWAGE_BIN:-}" SRV="${S3_SERVER_BIN:-}"
 if [[ -z "$S" || -z "$SRV" ]]; then
@@ -309,9 +298,7 @@ load=$(cut -d' ' -f1 /proc/loadavg)
     echo "repositories and S3 objects in: $REPO_DIR ($(df --output=fstype "$REPO_DIR" | tail -1)); S3 server: $ENDPOINT"
     echo "in-flight cap: $IN_FLIGHT_MIB MiB; RSS overhead allowed: $RSS_OVERHEAD_MIB MiB; init: $KDF"
 } >"$RESULTS/env.txt"
-if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-    warn "load average is $load on $(nproc) CPUs: something else is running, timings will be noisy"
-fi
+warn_if_busy "$load"
 
 # ------------------------------------------------------------------ hyperfine driver
 source "$(dirname "${BASH_SOURCE[0]}")/lib/hyperfine.sh"   # add, run_group
@@ -427,10 +414,4 @@ for input in $INPUTS; do
 done
 
 # ------------------------------------------------------------------ summary
-log "summary (also in $RESULTS/summary.md)"
-summarize "$RESULTS" | tee "$RESULTS/summary.md"
-
-if ((${#FAILED[@]})); then
-    printf '\n[s3] FAILED (left out of the results): %s\n' "${FAILED[*]}" >&2
-    exit 1
-fi
+finish   # exits 1 when something was left out

@@ -93,10 +93,7 @@ if st1 and st2:
 PY
 }
 
-if [[ "${1:-}" == "--summary" ]]; then
-    summarize "${2:-${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}/vault-results}"
-    exit 0
-fi
+summary_mode vault-results "$@"
 
 OUTDIR=${1:-${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}}
 STATE_MIB=${STATE_MIB:-256}

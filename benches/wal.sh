@@ -203,21 +203,15 @@ if not (push or tp or live or rp):
 PY
 }
 
-if [[ "${1:-}" == --summary ]]; then
-    summarize "${2:-${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}/wal-results}"
-    exit 0
-fi
+summary_mode wal-results "$@"
 
 # ------------------------------------------------------------------ settings
-BENCH_DIR="${STOWAGE_BENCH_DIR:-/var/tmp/stowage-bench}"
 if [[ "${QUICK:-0}" == 1 ]]; then
     : "${SCALE:=5}" "${SEGMENTS:=4}" "${LIVE_SECONDS:=10}" "${LAT_RUNS:=3}"
-    default_outdir="$BENCH_DIR/quick"
 else
     : "${SCALE:=20}" "${SEGMENTS:=64}" "${LIVE_SECONDS:=60}" "${LAT_RUNS:=10}"
-    default_outdir="$BENCH_DIR"
 fi
-OUTDIR="${1:-$default_outdir}"
+OUTDIR=$(bench_outdir "${1:-}")
 RUNS="${RUNS:-3}"
 BENCHES="${BENCHES:-push throughput live replay}"
 TOOLS="${TOOLS:-stowage pgbackrest}"
@@ -261,6 +255,12 @@ unset PGOPTIONS PGHOST PGPORT PGUSER PGDATABASE PGSERVICE PGPASSWORD
 
 FAILED=()   # what was left out because its check run failed
 
+# pg_user_setup, pgbr_check_zst, pg_sock; free_port, pg_conf, pg_start, pg_stop, sql, now,
+# secs_since (the generated cluster is wal.sh's own: GEN_VERSION and make_gen below replace
+# lib/pg.sh's)
+# shellcheck source-path=SCRIPTDIR source=lib/pg.sh
+source "$SCRIPT_DIR/lib/pg.sh"
+
 for b in $BENCHES; do has "push throughput live replay" "$b" || die "unknown bench '$b' (push throughput live replay)"; done
 for t in $TOOLS; do has "stowage pgbackrest" "$t" || die "unknown tool '$t' (stowage pgbackrest)"; done
 for s in $STORES; do has "local s3" "$s" || die "unknown store '$s' (local s3)"; done
@@ -271,34 +271,15 @@ command -v hyperfine >/dev/null || missing+=(hyperfine)
 command -v python3 >/dev/null || missing+=(python3)
 [[ -x /usr/bin/time ]] || missing+=(time)
 if has "$TOOLS" pgbackrest; then command -v pgbackrest >/dev/null || missing+=(pgbackrest); fi
-if ((${#missing[@]})); then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-        log "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    else
-        die "missing ${missing[*]}: install them (apt-get install ${missing[*]})"
-    fi
-fi
+install_missing "${missing[@]}"
 [[ -x "$PG_BIN/initdb" && -x "$PG_BIN/pgbench" ]] \
     || die "no PostgreSQL binaries in $PG_BIN (apt-get install postgresql-15)"
 
-# PostgreSQL refuses to run as root: server-side commands run as `postgres` (runuser), and
-# so do the timed archive commands, as under a real archiver (setpriv: no PAM session, so
-# the wrapper costs ~1.5 ms rather than runuser's ~7 ms, the same for every tool).
-if [[ $(id -u) -eq 0 ]]; then
-    id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user"
-    as_pg() { runuser -u postgres -- "$@"; }
-    to_pg() { chown -R postgres: "$@"; }
-    PG_UID=$(id -u postgres)
-    PGRUN=(setpriv --reuid=postgres --regid=postgres --init-groups env "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache")
-else
-    as_pg() { "$@"; }
-    to_pg() { :; }
-    PG_UID=$(id -u)
-    PGRUN=(env "HOME=$RUN/home" "XDG_CACHE_HOME=$RUN/cache")
-fi
-PGRUN_S=$(printf '%q ' "${PGRUN[@]}")     # for hyperfine command strings
+# Server-side commands run as `postgres` (as_pg: runuser), and so do the timed archive
+# commands, as under a real archiver (PGRUN: setpriv costs ~1.5 ms rather than runuser's ~7 ms,
+# the same for every tool); lib/pg.sh.
+pg_user_setup
+if [[ $(id -u) -eq 0 ]]; then PG_UID=$(id -u postgres); else PG_UID=$(id -u); fi
 
 S="" SRV=""
 if has "$TOOLS" stowage; then
@@ -326,10 +307,7 @@ if has "$TOOLS" stowage; then
     [[ -z "$SRV" ]] || SRV=$(realpath "$SRV")
     as_pg test -x "$S" || die "user postgres cannot execute $S (archive_command runs as postgres): use a STOWAGE_BIN it can reach"
 fi
-if has "$TOOLS" pgbackrest; then
-    pgbackrest help archive-push compress-type 2>/dev/null | grep -q '\* zst' \
-        || die "this pgbackrest has no zst compression"
-fi
+if has "$TOOLS" pgbackrest; then pgbr_check_zst archive-push; fi
 
 # ------------------------------------------------------------------ scratch space, cleanup
 rm -rf "$PGLOGS"   # pg_ctl -l appends
@@ -338,9 +316,7 @@ to_pg "$PGLOGS"
 chmod a+x "$OUTDIR" "$WALDIR"   # the postgres user must reach its directories below
 as_pg test -x "$WALDIR" || die "user postgres cannot reach $WALDIR: use an OUTDIR whose parents are world-searchable"
 rm -rf "$RUN" "$WALDIR/gen.partial"
-SOCK=$(mktemp -d /tmp/stowage-walsock.XXXXXX)   # short path: unix socket names max ~107 bytes
-chmod 755 "$SOCK"
-to_pg "$SOCK"
+pg_sock stowage-walsock
 
 RUNNING=()          # data directories of the servers this script started
 BG_PIDS=()          # background processes this script started (S3 server, pgbench)
@@ -366,37 +342,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# ------------------------------------------------------------------ PostgreSQL helpers
-# pg_conf DATA NAME VALUE [NAME VALUE ...]: append settings to postgresql.auto.conf (the last
-# occurrence wins), quoted as PostgreSQL reads them.
-pg_conf() {
-    local data=$1; shift
-    while (($#)); do
-        printf "%s = '%s'\n" "$1" "${2//\'/\'\'}" >>"$data/postgresql.auto.conf"
-        shift 2
-    done
-}
-# pg_start DATA PORT LOG [OPTS [ENV=VALUE ...]]: start a server on the unix socket only
-pg_start() {
-    local data=$1 port=$2 logf=$3 opts=${4:-}; shift 4 2>/dev/null || shift $#
-    as_pg env "$@" "$PG_BIN/pg_ctl" -D "$data" -l "$logf" -w -t 600 \
-        -o "-p $port -k $SOCK -c listen_addresses='' $opts" start >/dev/null \
-        || { tail -30 "$logf" >&2; die "postgres did not start in $data (log $logf)"; }
-    RUNNING+=("$data")
-}
-pg_stop() {   # pg_stop DATA [MODE]
-    as_pg "$PG_BIN/pg_ctl" -D "$1" -m "${2:-fast}" -w -t 600 stop >/dev/null
-    [[ ! -f "$1/postmaster.pid" ]] || die "postgres did not stop in $1"
-}
-sql() {   # sql PORT SQL: one query as postgres over the unix socket, unaligned output
-    "$PG_BIN/psql" -X -Atq -v ON_ERROR_STOP=1 -h "$SOCK" -p "$1" -U postgres -d postgres -c "$2"
-}
-now() { printf '%s' "$EPOCHREALTIME"; }
-secs_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 segs() { find "$1" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9A-F]{24}' -printf '%f\n' | LC_ALL=C sort; }
 
 # ------------------------------------------------------------------ generated WAL (kept)
@@ -715,9 +660,7 @@ load=$(cut -d' ' -f1 /proc/loadavg)
     echo "zstd level: stowage ${STOWAGE_WAL_LEVEL:-default (1)}, pgbackrest $COMPRESSION_LEVEL; --parallel $PARALLEL, --prefetch $PREFETCH; pgbackrest process-max $PGBR_PROCESS_MAX (async modes)"
     echo "data, repositories, spools on: $WALDIR ($(df --output=fstype "$WALDIR" | tail -1))"
 } >"$RESULTS/env.txt"
-if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-    warn "load average is $load on $(nproc) CPUs: something else is running, timings will be noisy"
-fi
+warn_if_busy "$load"
 {
     printf 'key\tvalue\n'
     printf 'segment_bytes\t%s\n' "$SEG_BYTES"
@@ -1024,10 +967,4 @@ if has "$BENCHES" replay; then
 fi
 
 # ------------------------------------------------------------------ summary
-log "summary (also in $RESULTS/summary.md)"
-summarize "$RESULTS" | tee "$RESULTS/summary.md"
-
-if ((${#FAILED[@]})); then
-    printf '\n[wal] FAILED (left out of the results): %s\n' "${FAILED[*]}" >&2
-    exit 1
-fi
+finish   # exits 1 when something was left out
