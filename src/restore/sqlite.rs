@@ -22,6 +22,7 @@ use crate::sqlite::lock::{open_by_other, sidecar};
 
 pub use crate::sqlite::integrity_check;
 
+use super::write::write_err;
 use super::{find_file, stream_file, RestoreError};
 
 /// What [`restore_to_file`] wrote.
@@ -46,11 +47,6 @@ impl Drop for Temp {
             }
         }
     }
-}
-
-fn write_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RestoreError {
-    let path = path.to_path_buf();
-    move |source| RestoreError::Write { op, path, source }
 }
 
 /// Writes the database of a `sqlite` snapshot to `target` (a file, or a directory to put
@@ -107,12 +103,12 @@ pub async fn restore_to_file(
         .create_new(true)
         .mode(0o600)
         .open(&temp.path)
-        .map_err(write_error("create", &temp.path))?;
-    let out = file.try_clone().map_err(write_error("open", &temp.path))?;
+        .map_err(write_err("create", &temp.path))?;
+    let out = file.try_clone().map_err(write_err("open", &temp.path))?;
     let bytes = stream_file(repo, index, &entry, out, parallel)
         .await?
         .unwrap_or(0);
-    file.sync_all().map_err(write_error("fsync", &temp.path))?;
+    file.sync_all().map_err(write_err("fsync", &temp.path))?;
     drop(file);
     let checked = temp.path.clone();
     tokio::task::spawn_blocking(move || integrity_check(&checked))
@@ -132,7 +128,7 @@ fn finish(mut temp: Temp, target: &Path, mode: u32, dir: &Path) -> Result<(), Re
         let stale = sidecar(target, suffix);
         match fs::remove_file(&stale) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(write_error("remove", &stale)(e))
+                return Err(write_err("remove", &stale)(e))
             }
             _ => {}
         }
@@ -143,11 +139,11 @@ fn finish(mut temp: Temp, target: &Path, mode: u32, dir: &Path) -> Result<(), Re
         mode & 0o7777
     };
     fs::set_permissions(&temp.path, fs::Permissions::from_mode(mode))
-        .map_err(write_error("chmod", &temp.path))?;
-    fs::rename(&temp.path, target).map_err(write_error("rename", target))?;
+        .map_err(write_err("chmod", &temp.path))?;
+    fs::rename(&temp.path, target).map_err(write_err("rename", target))?;
     temp.keep = true;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(write_error("fsync", dir))?;
+        .map_err(write_err("fsync", dir))?;
     Ok(())
 }

@@ -26,6 +26,7 @@ use crate::vault::api::{SNAPSHOT_FORCE_PATH, SNAPSHOT_PATH};
 use crate::vault::rebuild::SnapWriter;
 use crate::vault::{Member, MemberName, Sha256Sums, VaultSnapshotError, SMALL_MEMBER_MAX};
 
+use super::write::write_err;
 use super::{blob_stream, forward, plan_tree, PlannedEntry, RestoreError};
 
 /// What a rebuild wrote.
@@ -196,15 +197,11 @@ pub async fn restore_to_file(
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let failed = |op: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RestoreError::Write { op, path, source }
-    };
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(failed("create", &tmp))?;
+        .map_err(write_err("create", &tmp))?;
     let result = async {
         let (out, rebuilt) = rebuild_snapshot(
             repo,
@@ -218,17 +215,17 @@ pub async fn restore_to_file(
         let file: File = out
             .into_inner()
             .map_err(|e| e.into_error())
-            .map_err(failed("write", &tmp))?;
-        file.sync_all().map_err(failed("fsync", &tmp))?;
+            .map_err(write_err("write", &tmp))?;
+        file.sync_all().map_err(write_err("fsync", &tmp))?;
         // A link, not a rename: it fails rather than replace a file created meanwhile.
         match fs::hard_link(&tmp, path) {
             Err(e) if e.kind() == std::io::ErrorKind::Unsupported => fs::rename(&tmp, path),
             other => other,
         }
-        .map_err(failed("link", path))?;
+        .map_err(write_err("link", path))?;
         File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(failed("fsync", &dir))?;
+            .map_err(write_err("fsync", &dir))?;
         Ok(rebuilt)
     }
     .await;
